@@ -1,0 +1,34 @@
+import type { PoolClient } from 'pg';
+
+/**
+ * node-postgres keeps these on every client without typing them: the
+ * transaction status of the last ReadyForQuery message ('I' idle, 'T' in a
+ * transaction, 'E' in a failed transaction), and what a cancel request needs.
+ */
+interface ClientInternals {
+  _txStatus?: 'I' | 'T' | 'E' | null;
+  processID?: number | null;
+  secretKey?: number | null;
+  connectionParameters?: { host: string; port: number };
+}
+
+/** True when the server reported an open (or failed) transaction on this client. */
+export function isInTransaction(client: PoolClient): boolean {
+  const status = (client as unknown as ClientInternals)._txStatus;
+  return status === 'T' || status === 'E';
+}
+
+export interface BackendKey {
+  host: string;
+  port: number;
+  processID: number;
+  secretKey: number;
+}
+
+/** What a CancelRequest for this client's backend needs, or undefined before the handshake. */
+export function backendKeyOf(client: PoolClient): BackendKey | undefined {
+  const internals = client as unknown as ClientInternals;
+  const params = internals.connectionParameters;
+  if (!params || internals.processID == null || internals.secretKey == null) return undefined;
+  return { host: params.host, port: params.port, processID: internals.processID, secretKey: internals.secretKey };
+}

@@ -1,0 +1,57 @@
+import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
+import { POOL_LOGGER_CONTEXT } from '../pool.constants.js';
+import { DatasourceNotFoundError, DuplicateDatasourceError } from '../pool.errors.js';
+import { Datasource } from './datasource.js';
+import { validatePoolOptions } from './pool-options.js';
+
+/**
+ * The datasources of one application. Checks them all at startup (so a bad
+ * one fails the bootstrap, and the good ones are closed with it) and ends
+ * them all at shutdown.
+ */
+@Injectable()
+export class DatasourceRegistry implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(POOL_LOGGER_CONTEXT);
+  private readonly datasources = new Map<string, Datasource>();
+
+  /** Validates the options and creates the datasource; no connection is opened yet. */
+  create(name: string, options: PoolModuleOptions): Datasource {
+    validatePoolOptions(name, options);
+    if (this.datasources.has(name)) throw new DuplicateDatasourceError(name);
+    const datasource = new Datasource(name, options, this.logger);
+    this.datasources.set(name, datasource);
+    return datasource;
+  }
+
+  get(name: string): Datasource {
+    const datasource = this.datasources.get(name);
+    if (!datasource) throw new DatasourceNotFoundError(name, this.names());
+    return datasource;
+  }
+
+  names(): string[] {
+    return [...this.datasources.keys()];
+  }
+
+  all(): Datasource[] {
+    return [...this.datasources.values()];
+  }
+
+  async onModuleInit(): Promise<void> {
+    const checks = await Promise.allSettled(this.all().map((datasource) => datasource.checkConnection()));
+    const failed = checks.find((check) => check.status === 'rejected');
+    if (failed) {
+      await this.closeAll();
+      throw failed.reason;
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.closeAll();
+  }
+
+  private async closeAll(): Promise<void> {
+    await Promise.all(this.all().map((datasource) => datasource.close()));
+  }
+}

@@ -1,0 +1,40 @@
+// pg's own parser of connection options (env vars, connection strings, defaults),
+// so the target we name in errors is the one pg will really dial.
+import ConnectionParameters from 'pg/lib/connection-parameters.js';
+import type { PoolConfig } from 'pg';
+
+/**
+ * `user@host:port/database` of a pool's configuration, for logs and errors.
+ * Never includes the password or the connection string as given.
+ */
+export function describeTarget(config: PoolConfig): string {
+  try {
+    const params = new ConnectionParameters(config);
+    return `${params.user}@${params.host}:${params.port}/${params.database}`;
+  } catch {
+    return 'an unparsable connection string';
+  }
+}
+
+/** Removes the password of `config` wherever it may appear in `text`. */
+export function redactSecrets(text: string, config: PoolConfig): string {
+  const secrets = new Set<string>();
+  if (typeof config.password === 'string' && config.password) secrets.add(config.password);
+  if (config.connectionString) {
+    secrets.add(config.connectionString);
+    try {
+      const password = new URL(config.connectionString).password;
+      if (password) {
+        secrets.add(password);
+        secrets.add(decodeURIComponent(password));
+      }
+    } catch {
+      // Not a URL: the whole string is already in the list.
+    }
+  }
+  let redacted = text;
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    redacted = redacted.split(secret).join('***');
+  }
+  return redacted;
+}

@@ -1,0 +1,46 @@
+import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
+import { InvalidPoolOptionsError } from '../pool.errors.js';
+
+// Options that hold a duration or a count and must not be negative.
+const NON_NEGATIVE_OPTIONS = [
+  'min',
+  'idleTimeoutMillis',
+  'connectionTimeoutMillis',
+  'maxLifetimeSeconds',
+  'statement_timeout',
+  'query_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'keepAliveInitialDelayMillis',
+  'retryAttempts',
+  'retryDelay',
+  'drainTimeoutMillis',
+] as const;
+
+/** node-postgres' own default for `max`. */
+const PG_DEFAULT_MAX = 10;
+
+/**
+ * Checks what node-postgres would accept silently and then misbehave on
+ * (a pool of 0 clients waits forever, a negative timeout fires at once).
+ * Throws `InvalidPoolOptionsError` naming the datasource and the option.
+ */
+export function validatePoolOptions(name: string, options: PoolModuleOptions): void {
+  if (typeof name !== 'string' || name.trim() === '') {
+    throw new InvalidPoolOptionsError(String(name), 'name', 'must be a non-empty string');
+  }
+  const fail = (option: string, reason: string): never => {
+    throw new InvalidPoolOptionsError(name, option, reason);
+  };
+  const max = options.max ?? PG_DEFAULT_MAX;
+  if (!Number.isInteger(max) || max < 1) fail('max', `must be an integer of at least 1, got ${String(options.max)}`);
+  for (const option of NON_NEGATIVE_OPTIONS) {
+    const value: unknown = options[option];
+    // statement_timeout and friends also take `false` (no timeout) in node-postgres.
+    if (value === undefined || value === null || value === false) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      fail(option, `must be a number of at least 0, got ${String(value)}`);
+    }
+  }
+  if ((options.min ?? 0) > max) fail('min', `(${options.min}) must not exceed max (${max})`);
+}

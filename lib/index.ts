@@ -1,0 +1,14 @@
+export { PoolModule } from './pool.module.js';
+export { InjectConnection, InjectPool } from './pool.decorators.js';
+export { getConnectionToken, getPoolToken } from './pool.utils.js';
+export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
+export { PoolConnection } from './connection/pool-connection.js';
+export { ConnectionScope } from './connection/connection-scope.js';
+export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
+export type { PoolModuleOptions } from './interfaces/pool-module-options.interface.js';
+export type {
+  PoolModuleAsyncOptions,
+  PoolModuleFactoryOptions,
+  PoolOptionsFactory,
+} from './interfaces/pool-module-async-options.interface.js';
+export * from './pool.errors.js';

@@ -1,0 +1,9 @@
+/** Name a datasource gets when `PoolModule.forRoot()` is given none. */
+export const DEFAULT_DATASOURCE_NAME = 'default';
+
+export const DEFAULT_RETRY_ATTEMPTS = 3;
+export const DEFAULT_RETRY_DELAY_MS = 1000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+
+/** Logger context of every message the module writes. */
+export const POOL_LOGGER_CONTEXT = 'PoolModule';

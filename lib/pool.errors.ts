@@ -1,0 +1,87 @@
+/**
+ * Every error the module throws on purpose extends `PoolError`, so callers can
+ * tell them from database errors with one `instanceof`. Messages name the
+ * datasource and what was wrong, never a password or a full connection string.
+ */
+export class PoolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to `forRoot`/`forRootAsync` is out of range or inconsistent. */
+export class InvalidPoolOptionsError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`Invalid option "${option}" for datasource "${datasource}": ${reason}`);
+  }
+}
+
+/** Two `forRoot`/`forRootAsync` calls in one application used the same name. */
+export class DuplicateDatasourceError extends PoolError {
+  constructor(readonly datasource: string) {
+    super(
+      `Datasource "${datasource}" is registered twice; give each PoolModule.forRoot() its own "name"`,
+    );
+  }
+}
+
+/** Code asked for a datasource name that no `forRoot`/`forRootAsync` registered. */
+export class DatasourceNotFoundError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly known: readonly string[],
+  ) {
+    super(
+      `No datasource named "${datasource}" is registered (registered: ${
+        known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'
+      }); add PoolModule.forRoot({ name: "${datasource}", ... })`,
+    );
+  }
+}
+
+/** The database could not be reached at startup, after every retry. */
+export class DatabaseUnreachableError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly target: string,
+    readonly reason: string,
+    readonly code: string | undefined,
+    readonly attempts: number,
+  ) {
+    super(
+      `Cannot connect datasource "${datasource}" to ${target} after ${attempts} attempt(s): ${reason}`,
+    );
+  }
+}
+
+/** A query or `getClient()` came after its connection scope had ended. */
+export class ConnectionScopeClosedError extends PoolError {
+  constructor(readonly datasource: string) {
+    super(
+      `The connection scope for datasource "${datasource}" has ended (request finished or aborted); ` +
+        'work that outlives its request must open a scope of its own with ConnectionScope.run()',
+    );
+  }
+}
+
+/** `getClient()` was called where no connection scope is open, so nothing would release the client. */
+export class NoConnectionScopeError extends PoolError {
+  constructor(readonly datasource: string) {
+    super(
+      `getClient() on datasource "${datasource}" needs a connection scope: call it inside a request ` +
+        'or inside ConnectionScope.run()',
+    );
+  }
+}
+
+/** The pool is closing or closed (application shutdown): no new client is handed out. */
+export class PoolClosedError extends PoolError {
+  constructor(readonly datasource: string) {
+    super(`Datasource "${datasource}" is shutting down and hands out no new connections`);
+  }
+}

@@ -1,0 +1,176 @@
+import { Controller, Get, Injectable, InternalServerErrorException, type INestApplication } from '@nestjs/common';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Pool } from 'pg';
+import supertest from 'supertest';
+import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
+import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { ADAPTERS, createHttpApp } from './support/http-app.js';
+
+@Injectable()
+class FirstService {
+  constructor(@InjectConnection() readonly connection: PoolConnection) {}
+  async pid(): Promise<number> {
+    const { rows } = await this.connection.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    return rows[0].pid;
+  }
+}
+
+@Injectable()
+class SecondService {
+  constructor(@InjectConnection() readonly connection: PoolConnection) {}
+  async pid(): Promise<number> {
+    const { rows } = await this.connection.query<{ pid: number }>({ text: 'SELECT pg_backend_pid() AS pid' });
+    return rows[0].pid;
+  }
+}
+
+/** Lets a test follow a handler that is blocked in the database. */
+class SleepProbe {
+  started!: Promise<number>;
+  finished!: Promise<unknown>;
+  private onStarted!: (pid: number) => void;
+  private onFinished!: (outcome: unknown) => void;
+  reset(): void {
+    this.started = new Promise((resolve) => (this.onStarted = resolve));
+    this.finished = new Promise((resolve) => (this.onFinished = resolve));
+  }
+  start(pid: number): void {
+    this.onStarted(pid);
+  }
+  finish(outcome: unknown): void {
+    this.onFinished(outcome);
+  }
+}
+
+@Controller()
+class ScopeController {
+  constructor(
+    private readonly first: FirstService,
+    private readonly second: SecondService,
+    private readonly probe: SleepProbe,
+  ) {}
+
+  @Get('pids')
+  async pids(): Promise<number[]> {
+    const [a, b] = await Promise.all([this.first.pid(), this.second.pid()]);
+    return [a, b, await this.first.pid(), await this.second.pid()];
+  }
+
+  @Get('fail')
+  async fail(): Promise<never> {
+    await this.first.pid();
+    throw new InternalServerErrorException('handler failed after a query');
+  }
+
+  @Get('idle')
+  idle(): string {
+    return 'no query';
+  }
+
+  @Get('sleep')
+  async sleep(): Promise<string> {
+    try {
+      this.probe.start(await this.first.pid());
+      await this.first.connection.query('SELECT pg_sleep(30)');
+      this.probe.finish('completed');
+      return 'slept';
+    } catch (error) {
+      this.probe.finish(error);
+      throw error;
+    }
+  }
+
+  @Get('instances')
+  instances(): boolean {
+    return this.first.connection === this.second.connection;
+  }
+}
+
+describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
+  let db: TestDatabase;
+  let app: INestApplication;
+  let pool: Pool;
+  const probe = new SleepProbe();
+
+  beforeAll(async () => {
+    db = await createTestDatabase('scoping');
+    app = await createHttpApp(
+      {
+        imports: [PoolModule.forRoot({ ...db.options, max: 5 })],
+        controllers: [ScopeController],
+        providers: [FirstService, SecondService, { provide: SleepProbe, useValue: probe }],
+      },
+      adapter,
+    );
+    pool = app.get<Pool>(getPoolToken());
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  const checkedOut = (): number => pool.totalCount - pool.idleCount;
+
+  it('runs every query of one request, from two services, on one backend', async () => {
+    const { body } = await supertest(app.getHttpServer()).get('/pids').expect(200);
+    expect(body).toHaveLength(4);
+    expect(new Set(body).size).toBe(1);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('gives concurrent requests different backends and takes every client back', async () => {
+    const server = app.getHttpServer();
+    const responses = await Promise.all([1, 2, 3].map(() => supertest(server).get('/pids').expect(200)));
+    const pids = responses.map((response) => (response.body as number[])[0]);
+    for (const response of responses) expect(new Set(response.body).size).toBe(1);
+    expect(new Set(pids).size).toBe(3);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('releases the client when the handler throws', async () => {
+    await supertest(app.getHttpServer()).get('/fail').expect(500);
+    expect(checkedOut()).toBe(0);
+    await supertest(app.getHttpServer()).get('/pids').expect(200);
+  });
+
+  it('leaves the pool untouched for a route that never queries', async () => {
+    const before = { total: pool.totalCount, idle: pool.idleCount };
+    await supertest(app.getHttpServer()).get('/idle').expect(200);
+    expect({ total: pool.totalCount, idle: pool.idleCount }).toEqual(before);
+  });
+
+  it('keeps services that inject the connection singletons', async () => {
+    await supertest(app.getHttpServer()).get('/instances').expect(200, 'true');
+    expect(app.get(FirstService)).toBe(app.get(FirstService));
+    expect(app.get(FirstService).connection).toBeInstanceOf(PoolConnection);
+  });
+
+  it('cancels the query and takes the client back when the HTTP client hangs up', async () => {
+    probe.reset();
+    const { port } = (app.getHttpServer().listening ? app.getHttpServer() : await listen(app)).address() as AddressInfo;
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/sleep' });
+    req.on('error', () => undefined);
+    req.end();
+    const pid = await probe.started;
+    await waitFor(
+      async () => (await backendStates(db.name)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes('pg_sleep')),
+      'pg_sleep to run',
+    );
+    req.destroy();
+    const outcome = await probe.finished;
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as { code?: string }).code).toBe('57014'); // query_canceled
+    expect(checkedOut()).toBe(0);
+    const backend = (await backendStates(db.name)).find((b) => b.pid === pid);
+    expect(backend?.state).toBe('idle');
+    const { body } = await supertest(app.getHttpServer()).get('/pids').expect(200);
+    expect(new Set(body).size).toBe(1);
+  });
+});
+
+async function listen(app: INestApplication): Promise<ReturnType<INestApplication['getHttpServer']>> {
+  await app.listen(0, '127.0.0.1');
+  return app.getHttpServer();
+}

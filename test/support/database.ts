@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { PoolModuleOptions } from '../../lib/index.js';
+
+/**
+ * Connection settings of the machine's PostgreSQL: DATABASE_URL when set,
+ * otherwise the PG* variables, otherwise 127.0.0.1:5432 as `postgres`.
+ */
+export function serverConfig(database?: string): PoolModuleOptions {
+  const url = process.env.DATABASE_URL;
+  if (url) {
+    if (!database) return { connectionString: url };
+    const withDatabase = new URL(url);
+    withDatabase.pathname = `/${database}`;
+    return { connectionString: withDatabase.toString() };
+  }
+  return {
+    host: process.env.PGHOST ?? '127.0.0.1',
+    port: Number(process.env.PGPORT ?? 5432),
+    user: process.env.PGUSER ?? 'postgres',
+    ...(process.env.PGPASSWORD ? { password: process.env.PGPASSWORD } : {}),
+    database: database ?? process.env.PGDATABASE ?? 'postgres',
+  };
+}
+
+/** Runs one statement on the server's maintenance database. */
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client(serverConfig());
+  await client.connect();
+  try {
+    return await client.query<R>(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface TestDatabase {
+  readonly name: string;
+  readonly options: PoolModuleOptions;
+  drop(): Promise<void>;
+}
+
+/** A fresh database for one suite, dropped (with any connection left to it) by `drop()`. */
+export async function createTestDatabase(label: string): Promise<TestDatabase> {
+  const name = `npp_${label}_${randomBytes(4).toString('hex')}`;
+  await adminQuery(`CREATE DATABASE ${name}`);
+  return {
+    name,
+    options: serverConfig(name),
+    drop: async () => {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+/** Backends connected to `database`, by state, as pg_stat_activity reports them. */
+export async function backendStates(database: string): Promise<Array<{ pid: number; state: string | null; query: string }>> {
+  const { rows } = await adminQuery<{ pid: number; state: string | null; query: string }>(
+    'SELECT pid, state, query FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+    [database],
+  );
+  return rows;
+}
+
+/** Polls `check` until it returns a value, for server-side states no event announces. */
+export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
