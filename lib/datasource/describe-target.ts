@@ -1,7 +1,12 @@
-// pg's own parser of connection options (env vars, connection strings, defaults),
-// so the target we name in errors is the one pg will really dial.
-import ConnectionParameters from 'pg/lib/connection-parameters.js';
+import { createRequire } from 'node:module';
 import type { PoolConfig } from 'pg';
+
+// pg's own parser of connection options (env vars, connection strings,
+// defaults), so the target named in errors is the one pg really dials. It is
+// not re-exported by pg's ES module entry, hence require().
+const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (
+  config: PoolConfig,
+) => { user: string; host: string; port: number; database: string };
 
 /**
  * `user@host:port/database` of a pool's configuration, for logs and errors.

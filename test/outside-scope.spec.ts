@@ -1,0 +1,132 @@
+import type { INestApplicationContext } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import type { Pool } from 'pg';
+import {
+  ConnectionScope,
+  ConnectionScopeClosedError,
+  getConnectionToken,
+  getPoolToken,
+  NoConnectionScopeError,
+  PoolClosedError,
+  PoolConnection,
+  PoolModule,
+} from '../lib/index.js';
+import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+
+const PID = 'SELECT pg_backend_pid() AS pid';
+
+describe('outside a request', () => {
+  let db: TestDatabase;
+  let app: INestApplicationContext;
+  let connection: PoolConnection;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('outside');
+    const moduleRef = await Test.createTestingModule({ imports: [PoolModule.forRoot({ ...db.options, max: 4 })] }).compile();
+    app = await moduleRef.init();
+    connection = app.get(getConnectionToken());
+    pool = app.get(getPoolToken());
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  const checkedOut = (): number => pool.totalCount - pool.idleCount;
+
+  it('borrows and returns a client per query', async () => {
+    const holders = await Promise.all([1, 2, 3].map(() => connection.query<{ pid: number }>(PID)));
+    expect(new Set(holders.map((r) => r.rows[0].pid)).size).toBe(3);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('ConnectionScope.run keeps one client for all its queries and releases it after', async () => {
+    const pids = await ConnectionScope.run(async () => {
+      const [a, b] = await Promise.all([connection.query<{ pid: number }>(PID), connection.query<{ pid: number }>(PID)]);
+      const client = await connection.getClient();
+      const c = await client.query<{ pid: number }>(PID);
+      expect(checkedOut()).toBe(1);
+      return [a.rows[0].pid, b.rows[0].pid, c.rows[0].pid];
+    });
+    expect(new Set(pids).size).toBe(1);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('releases the scope client when the function throws', async () => {
+    await expect(
+      ConnectionScope.run(async () => {
+        await connection.query('SELECT 1');
+        throw new Error('job failed');
+      }),
+    ).rejects.toThrow('job failed');
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('refuses getClient() where nothing would release the client', async () => {
+    await expect(connection.getClient()).rejects.toBeInstanceOf(NoConnectionScopeError);
+  });
+
+  it('refuses queries from work that outlived its scope', async () => {
+    let late: Promise<unknown> = Promise.resolve();
+    await ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      late = new Promise((resolve) => setImmediate(resolve)).then(() => connection.query('SELECT 1'));
+    });
+    await expect(late).rejects.toBeInstanceOf(ConnectionScopeClosedError);
+    expect(checkedOut()).toBe(0);
+  });
+});
+
+describe('shutdown', () => {
+  let db: TestDatabase;
+  beforeAll(async () => (db = await createTestDatabase('shutdown')));
+  afterAll(() => db?.drop());
+
+  async function start(drainTimeoutMillis: number): Promise<{ app: INestApplicationContext; connection: PoolConnection; pool: Pool }> {
+    const moduleRef = await Test.createTestingModule({ imports: [PoolModule.forRoot({ ...db.options, drainTimeoutMillis })] }).compile();
+    moduleRef.useLogger(false);
+    const app = await moduleRef.init();
+    return { app, connection: app.get(getConnectionToken()), pool: app.get(getPoolToken()) };
+  }
+
+  it('refuses new clients, waits for the checked-out one, then ends the pool', async () => {
+    const { app, connection, pool } = await start(10_000);
+    let finishJob!: () => void;
+    const jobMayFinish = new Promise<void>((resolve) => (finishJob = resolve));
+    let jobHasClient!: () => void;
+    const clientHeld = new Promise<void>((resolve) => (jobHasClient = resolve));
+    const job = ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      jobHasClient();
+      await jobMayFinish;
+      return (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one;
+    });
+    await clientHeld;
+    let closed = false;
+    const closing = app.close().then(() => (closed = true));
+    await waitFor(async () => pool.ending || undefined, 'the shutdown to reach the pool');
+    await expect(ConnectionScope.run(() => connection.query('SELECT 1'))).rejects.toBeInstanceOf(PoolClosedError);
+    expect(closed).toBe(false);
+    finishJob();
+    await expect(job).resolves.toBe(1);
+    await closing;
+    expect(pool.ended).toBe(true);
+  });
+
+  it('closes connections still checked out after the drain timeout', async () => {
+    const { app, connection, pool } = await start(50);
+    let jobHasClient!: () => void;
+    const clientHeld = new Promise<void>((resolve) => (jobHasClient = resolve));
+    const stuck = ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      jobHasClient();
+      await connection.query('SELECT pg_sleep(30)');
+    });
+    await clientHeld;
+    await app.close();
+    expect(pool.ended).toBe(true);
+    await expect(stuck).rejects.toThrow();
+  });
+});
