@@ -7,3 +7,6 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 
 /** Logger context of every message the module writes. */
 export const POOL_LOGGER_CONTEXT = 'PoolModule';
+/** Default `connectionTimeoutMillis`: how long an acquire may wait, so no request hangs for ever. */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
+export const DEFAULT_LIFETIME_JITTER = 0.1;

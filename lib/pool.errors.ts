@@ -44,18 +44,69 @@ export class DatasourceNotFoundError extends PoolError {
   }
 }
 
-/** The database could not be reached at startup, after every retry. */
+/**
+ * The server did not accept a new connection: at startup after every retry,
+ * or when a client was needed and none could be opened in time.
+ */
 export class DatabaseUnreachableError extends PoolError {
   constructor(
     readonly datasource: string,
     readonly target: string,
     readonly reason: string,
     readonly code: string | undefined,
-    readonly attempts: number,
+    readonly attempts = 1,
+  ) {
+    super(`Cannot connect datasource "${datasource}" to ${target} after ${attempts} attempt(s): ${reason}`);
+  }
+}
+
+/** Counts of a pool at the moment an error was raised. */
+export interface PoolCounts {
+  total: number;
+  idle: number;
+  waiting: number;
+  max: number;
+}
+
+/** Every client was busy for the whole acquire timeout (`connectionTimeoutMillis`). */
+export class PoolExhaustedError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly waitedMillis: number,
+    readonly counts: PoolCounts,
   ) {
     super(
-      `Cannot connect datasource "${datasource}" to ${target} after ${attempts} attempt(s): ${reason}`,
+      `Datasource "${datasource}" is exhausted: all ${counts.max} connections stayed busy for ${waitedMillis} ms ` +
+        `(${counts.total} open, ${counts.idle} idle, ${counts.waiting} waiting)`,
     );
+  }
+}
+
+/** The wait queue was at `maxWaitingClients`: the request was refused without waiting. */
+export class PoolQueueFullError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly counts: PoolCounts,
+  ) {
+    super(
+      `Datasource "${datasource}" refused a connection request: ${counts.waiting} requests already wait ` +
+        `for one of its ${counts.max} connections`,
+    );
+  }
+}
+
+/**
+ * A query failed for a reason other than the server's answer (connection
+ * lost, query read timeout): its connection was closed, not reused.
+ */
+export class ConnectionFailedError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly reason: string,
+    options?: { cause: unknown },
+  ) {
+    super(`Connection of datasource "${datasource}" failed and was closed: ${reason}`);
+    if (options) this.cause = options.cause;
   }
 }
 

@@ -1,7 +1,7 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError } from '../pool.errors.js';
+import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
 import { backendKeyOf, isInTransaction } from './pg-client-state.js';
 
@@ -17,14 +17,26 @@ export class ConnectionLease {
   private whenIdle: (() => void) | undefined;
   private brokenBy: Error | undefined;
   private released = false;
+  private leakTimer: NodeJS.Timeout | undefined;
+  private leakReported = false;
+  private readonly acquiredAt = Date.now();
 
   constructor(
     readonly datasource: Datasource,
     readonly client: PoolClient,
+    /** Where the client was acquired, for leak warnings. */
+    describeHolder?: () => string,
   ) {
     // A checked-out client whose connection drops emits 'error'; with no
     // listener that kills the process (node-postgres #1611, #2635).
     client.on('error', this.onClientError);
+    const threshold = datasource.options.leakDetectionThreshold;
+    if (threshold) {
+      // The stack is taken now, while the borrower's frames are on it.
+      const acquiredBy = new Error('acquired here').stack ?? '';
+      this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy, describeHolder?.()), threshold);
+      this.leakTimer.unref();
+    }
   }
 
   get isReleased(): boolean {
@@ -33,14 +45,16 @@ export class ConnectionLease {
 
   async query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.released) throw new ConnectionScopeClosedError(this.datasource.name);
+    if (this.brokenBy) throw this.failure(this.brokenBy);
     this.running++;
     try {
       return await this.client.query<R>(input, values as unknown[] | undefined);
     } catch (error) {
       // A DatabaseError is the server answering; anything else (connection
       // terminated, query read timeout) leaves the connection unusable.
-      if (!(error instanceof DatabaseError)) this.brokenBy ??= error as Error;
-      throw error;
+      if (error instanceof DatabaseError) throw error;
+      this.brokenBy ??= error as Error;
+      throw this.failure(error);
     } finally {
       if (--this.running === 0) this.whenIdle?.();
     }
@@ -54,8 +68,8 @@ export class ConnectionLease {
   release(cancel = false): void {
     if (this.released) return;
     this.released = true;
-    if (this.running === 0) return this.handBack();
-    this.whenIdle = () => this.handBack();
+    if (this.running === 0) return void this.handBack();
+    this.whenIdle = () => void this.handBack();
     const key = cancel ? backendKeyOf(this.client) : undefined;
     if (key) void sendCancelRequest(key);
   }
@@ -64,29 +78,50 @@ export class ConnectionLease {
   destroy(reason: Error): void {
     this.brokenBy ??= reason;
     this.released = true;
-    this.handBack();
+    void this.handBack();
   }
 
-  private handBack(): void {
+  /**
+   * Back to the pool, clean: an open transaction (a handler that began one
+   * and threw, or forgot to commit) is rolled back, `resetOnRelease` runs,
+   * and a connection that broke, failed either step or outlived its
+   * lifetime is closed instead of reused.
+   */
+  private async handBack(): Promise<void> {
     this.whenIdle = undefined;
-    if (!this.brokenBy && isInTransaction(this.client)) {
-      void this.rollbackThenHandBack();
-      return;
+    const reset = this.datasource.options.resetOnRelease;
+    if (!this.brokenBy && (isInTransaction(this.client) || reset)) {
+      try {
+        if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
+        if (reset) await this.client.query(reset);
+      } catch (error) {
+        this.brokenBy ??= error as Error;
+      }
+    }
+    if (!this.brokenBy && this.datasource.isExpired(this.client)) {
+      this.brokenBy = new PoolError('connection reached its maximum lifetime');
+    }
+    clearTimeout(this.leakTimer);
+    if (this.leakReported) {
+      this.datasource.warn(`a connection reported as possibly leaked came back after ${Date.now() - this.acquiredAt} ms`);
     }
     this.client.off('error', this.onClientError);
     this.client.release(this.brokenBy);
     this.datasource.leaseEnded(this);
   }
 
-  // A handler that began a transaction and never ended it must not pass it on
-  // to the next borrower: roll back, or destroy the connection if that fails.
-  private async rollbackThenHandBack(): Promise<void> {
-    try {
-      await this.client.query('ROLLBACK');
-    } catch (error) {
-      this.brokenBy ??= error as Error;
-    }
-    this.handBack();
+  private failure(error: unknown): ConnectionFailedError {
+    const reason = error instanceof Error ? error.message : String(error);
+    return new ConnectionFailedError(this.datasource.name, reason, { cause: error });
+  }
+
+  private reportLeak(acquiredBy: string, holder: string | undefined): void {
+    this.leakReported = true;
+    this.datasource.warn(
+      `a connection has been held for ${Date.now() - this.acquiredAt} ms ` +
+        `(leakDetectionThreshold ${this.datasource.options.leakDetectionThreshold} ms)` +
+        `${holder ? ` by ${holder}` : ''}; it may have leaked. Acquired at:\n${acquiredBy}`,
+    );
   }
 
   private readonly onClientError = (error: Error): void => {

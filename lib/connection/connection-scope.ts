@@ -19,6 +19,9 @@ export class ConnectionScope {
   private readonly slots = new Map<Datasource, LeaseSlot>();
   private closed = false;
 
+  /** @param describeHolder names who holds the scope (route, handler) in leak warnings. */
+  constructor(private readonly describeHolder?: () => string) {}
+
   /** The scope of the running code, if any. */
   static current(): ConnectionScope | undefined {
     return storage.getStore();
@@ -48,7 +51,7 @@ export class ConnectionScope {
     if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
     const existing = this.slots.get(datasource);
     if (existing) return existing.pending;
-    const pending = datasource.acquire();
+    const pending = datasource.acquire(this.describeHolder);
     const slot: LeaseSlot = { pending };
     this.slots.set(datasource, slot);
     pending.then(

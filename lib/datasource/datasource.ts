@@ -2,10 +2,28 @@ import type { Logger } from '@nestjs/common';
 import pg from 'pg';
 import { ConnectionLease } from '../connection/connection-lease.js';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
-import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_DELAY_MS } from '../pool.constants.js';
-import { DatabaseUnreachableError, PoolClosedError, PoolError } from '../pool.errors.js';
+import {
+  DEFAULT_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  DEFAULT_LIFETIME_JITTER,
+  DEFAULT_RETRY_ATTEMPTS,
+  DEFAULT_RETRY_DELAY_MS,
+} from '../pool.constants.js';
+import {
+  DatabaseUnreachableError,
+  PoolClosedError,
+  PoolError,
+  PoolExhaustedError,
+  PoolQueueFullError,
+  type PoolCounts,
+} from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
+
+// pg-pool's messages for an acquire that timed out: waiting in its queue, or
+// opening a new connection. Neither says whether the pool was busy.
+const QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
+const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
 
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
@@ -16,19 +34,45 @@ export class Datasource {
   /** `user@host:port/database`, safe for logs. */
   readonly target: string;
   private readonly leases = new Set<ConnectionLease>();
+  private readonly max: number;
+  /** Connections open and past their handshake (pg counts those being opened too). */
+  private connected = 0;
+  /** When each connection must be retired; see `maxLifetimeJitter`. */
+  private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
 
   constructor(
     readonly name: string,
-    private readonly options: PoolModuleOptions,
+    readonly options: PoolModuleOptions,
     private readonly logger: Logger,
   ) {
-    const { name: _name, retryAttempts: _r, retryDelay: _d, drainTimeoutMillis: _t, ...poolConfig } = options;
-    this.pool = new pg.Pool(poolConfig);
+    const {
+      name: _name,
+      retryAttempts: _retryAttempts,
+      retryDelay: _retryDelay,
+      drainTimeoutMillis: _drainTimeout,
+      maxWaitingClients: _maxWaiting,
+      leakDetectionThreshold: _leakThreshold,
+      resetOnRelease: _reset,
+      maxLifetimeSeconds: _lifetime,
+      maxLifetimeJitter: _jitter,
+      ...poolConfig
+    } = options;
+    this.pool = new pg.Pool({
+      keepAlive: true,
+      connectionTimeoutMillis: DEFAULT_ACQUIRE_TIMEOUT_MS,
+      ...poolConfig,
+    });
+    this.max = this.pool.options.max;
     this.target = describeTarget(poolConfig);
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
+    this.pool.on('connect', (client) => {
+      this.connected++;
+      if (options.maxLifetimeSeconds) this.retireAt.set(client, Date.now() + this.lifetimeMillis());
+    });
+    this.pool.on('remove', () => this.connected--);
   }
 
   /** Number of clients lent out by this module and not yet handed back. */
@@ -36,12 +80,34 @@ export class Datasource {
     return this.leases.size;
   }
 
-  async acquire(): Promise<ConnectionLease> {
+  counts(): PoolCounts {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.max };
+  }
+
+  /** Checks out a client; `describeHolder` names the borrower in leak warnings. */
+  async acquire(describeHolder?: () => string): Promise<ConnectionLease> {
     if (this.closing) throw new PoolClosedError(this.name);
-    const client = await this.pool.connect();
-    const lease = new ConnectionLease(this, client);
-    this.leases.add(lease);
-    return lease;
+    const maxWaiting = this.options.maxWaitingClients;
+    if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
+      throw new PoolQueueFullError(this.name, this.counts());
+    }
+    const started = Date.now();
+    for (;;) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        throw this.acquireError(error, Date.now() - started);
+      }
+      // An expired connection is retired here rather than handed out.
+      if (this.isExpired(client)) {
+        client.release(new PoolError('connection reached its maximum lifetime'));
+        continue;
+      }
+      const lease = new ConnectionLease(this, client, describeHolder);
+      this.leases.add(lease);
+      return lease;
+    }
   }
 
   /** Borrows a client for `fn` alone, like `pool.query` does for one query. */
@@ -59,24 +125,30 @@ export class Datasource {
     this.leases.delete(lease);
   }
 
-  /** `SELECT 1` at startup, retried `retryAttempts` times `retryDelay` ms apart. */
+  isExpired(client: pg.PoolClient): boolean {
+    const retireAt = this.retireAt.get(client);
+    return retireAt !== undefined && Date.now() >= retireAt;
+  }
+
+  /**
+   * `SELECT 1` at startup, retried `retryAttempts` times `retryDelay` ms apart;
+   * then opens the `min` connections the pool keeps warm.
+   */
   async checkConnection(): Promise<void> {
     const retries = this.options.retryAttempts ?? DEFAULT_RETRY_ATTEMPTS;
     const retryDelay = this.options.retryDelay ?? DEFAULT_RETRY_DELAY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.pool.query('SELECT 1');
-        return;
+        break;
       } catch (error) {
-        const reason = this.redact(error instanceof Error ? error.message || error.name : String(error));
-        if (attempt > retries) {
-          const code = (error as { code?: unknown }).code;
-          throw new DatabaseUnreachableError(this.name, this.target, reason, typeof code === 'string' ? code : undefined, attempt);
-        }
+        const reason = this.reasonOf(error);
+        if (attempt > retries) throw new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error), attempt);
         this.warn(`cannot connect to ${this.target} (${reason}); retrying (${attempt}/${retries}) in ${retryDelay} ms`);
         await delay(retryDelay);
       }
     }
+    await this.warmUp();
   }
 
   /**
@@ -86,6 +158,38 @@ export class Datasource {
   close(): Promise<void> {
     this.closing ??= this.drainAndEnd();
     return this.closing;
+  }
+
+  warn(message: string): void {
+    this.logger.warn(`Datasource "${this.name}": ${this.redact(message)}`);
+  }
+
+  private async warmUp(): Promise<void> {
+    const min = this.options.min ?? 0;
+    if (min <= 0) return;
+    const clients = await Promise.all(Array.from({ length: min }, () => this.pool.connect()));
+    for (const client of clients) client.release();
+  }
+
+  private lifetimeMillis(): number {
+    const jitter = this.options.maxLifetimeJitter ?? DEFAULT_LIFETIME_JITTER;
+    return (this.options.maxLifetimeSeconds ?? 0) * 1000 * (1 - Math.random() * jitter);
+  }
+
+  /** True when a new acquire would queue: no idle client and no room for another. */
+  private mustWait(): boolean {
+    return this.pool.idleCount === 0 && this.pool.totalCount >= this.max;
+  }
+
+  /** Says whether a failed acquire met a busy pool or a server that did not answer. */
+  private acquireError(error: unknown, waited: number): Error {
+    const message = error instanceof Error ? error.message : '';
+    if (message === QUEUE_TIMEOUT && this.connected - this.pool.idleCount >= this.max) {
+      return new PoolExhaustedError(this.name, waited, this.counts());
+    }
+    if (message === 'Cannot use a pool after calling end on the pool') return new PoolClosedError(this.name);
+    const reason = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT ? `no connection within ${waited} ms` : this.reasonOf(error);
+    return new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error));
   }
 
   private async drainAndEnd(): Promise<void> {
@@ -105,11 +209,16 @@ export class Datasource {
     await ended;
   }
 
-  warn(message: string): void {
-    this.logger.warn(`Datasource "${this.name}": ${this.redact(message)}`);
+  private reasonOf(error: unknown): string {
+    return this.redact(error instanceof Error ? error.message || error.name : String(error));
   }
 
   private redact(text: string): string {
     return redactSecrets(text, this.options);
   }
+}
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }

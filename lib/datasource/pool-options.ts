@@ -15,6 +15,8 @@ const NON_NEGATIVE_OPTIONS = [
   'retryAttempts',
   'retryDelay',
   'drainTimeoutMillis',
+  'maxWaitingClients',
+  'leakDetectionThreshold',
 ] as const;
 
 /** node-postgres' own default for `max`. */
@@ -43,4 +45,11 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
     }
   }
   if ((options.min ?? 0) > max) fail('min', `(${options.min}) must not exceed max (${max})`);
+  const jitter = options.maxLifetimeJitter;
+  if (jitter !== undefined && !(typeof jitter === 'number' && jitter >= 0 && jitter <= 1)) {
+    fail('maxLifetimeJitter', `must be a number from 0 to 1, got ${String(jitter)}`);
+  }
+  if (options.resetOnRelease !== undefined && (typeof options.resetOnRelease !== 'string' || !options.resetOnRelease.trim())) {
+    fail('resetOnRelease', 'must be a non-empty SQL string');
+  }
 }

@@ -18,4 +18,26 @@ export interface PoolModuleOptions extends PoolConfig {
    * their connections are closed anyway. Default 10000 ms.
    */
   drainTimeoutMillis?: number;
+  /**
+   * Most requests that may wait for a client at once; one more fails at once
+   * with `PoolQueueFullError`. Default: no bound.
+   */
+  maxWaitingClients?: number;
+  /**
+   * A client held longer than this (ms) logs one warning with where it was
+   * acquired and how long it has been held. Default 0: off.
+   */
+  leakDetectionThreshold?: number;
+  /**
+   * SQL run on a client before it goes back to the pool, to clear session
+   * state (`SET`, temp tables, advisory locks, prepared statements), e.g.
+   * `'DISCARD ALL'`. A failure closes the connection. Default: none.
+   */
+  resetOnRelease?: string;
+  /**
+   * Fraction (0 to 1) by which each connection's `maxLifetimeSeconds` is
+   * shortened at random, so connections opened together are not all
+   * replaced together. Default 0.1.
+   */
+  maxLifetimeJitter?: number;
 }
