@@ -13,7 +13,12 @@ const swc = {
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // The package's own name, as README examples import it.
+    '^nestjs-pg-pool$': '<rootDir>/lib/index.ts',
+    '^nestjs-pg-pool/(.*)$': '<rootDir>/lib/$1/index.ts',
+  },
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
   testTimeout: 30000,

@@ -24,11 +24,20 @@ export function serverConfig(database?: string): PoolModuleOptions {
 }
 
 /** Runs one statement on the server's maintenance database. */
-export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+export function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   text: string,
   values?: unknown[],
 ): Promise<pg.QueryResult<R>> {
-  const client = new pg.Client(serverConfig());
+  return queryOnce(serverConfig(), text, values);
+}
+
+/** Runs one statement on a connection of its own, outside any pool under test. */
+async function queryOnce<R extends pg.QueryResultRow>(
+  config: PoolModuleOptions,
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client(config);
   await client.connect();
   try {
     return await client.query<R>(text, values);
@@ -40,6 +49,8 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 export interface TestDatabase {
   readonly name: string;
   readonly options: PoolModuleOptions;
+  /** Runs one statement in this database on a connection of its own. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
   drop(): Promise<void>;
 }
 
@@ -47,9 +58,11 @@ export interface TestDatabase {
 export async function createTestDatabase(label: string): Promise<TestDatabase> {
   const name = `npp_${label}_${randomBytes(4).toString('hex')}`;
   await adminQuery(`CREATE DATABASE ${name}`);
+  const options = serverConfig(name);
   return {
     name,
-    options: serverConfig(name),
+    options,
+    query: (text, values) => queryOnce(options, text, values),
     drop: async () => {
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
