@@ -136,3 +136,14 @@ export class PoolClosedError extends PoolError {
     super(`Datasource "${datasource}" is shutting down and hands out no new connections`);
   }
 }
+
+/** A statement needs session state that a transaction-mode pooler (`transactionPooling`) cannot keep. */
+export class SessionStateError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly statement: string,
+    reason: string,
+  ) {
+    super(`Datasource "${datasource}" runs behind a transaction-mode pooler and refuses "${statement}": ${reason}`);
+  }
+}

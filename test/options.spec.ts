@@ -66,6 +66,22 @@ describe('invalid options fail at bootstrap with a typed error', () => {
   });
 });
 
+describe('the connection budget', () => {
+  it('warns once at startup when max alone exceeds what the server accepts', async () => {
+    const logger = new RecordingLogger();
+    await bootstrap([PoolModule.forRoot({ ...serverConfig(), name: 'big', max: 5000 })], [], logger);
+    const warnings = logger.lines.filter((line) => line.includes('max (5000) exceeds'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('"big"');
+  });
+
+  it('stays quiet when max fits', async () => {
+    const logger = new RecordingLogger();
+    await bootstrap([PoolModule.forRoot({ ...serverConfig(), max: 5 })], [], logger);
+    expect(logger.lines.filter((line) => line.includes('exceeds'))).toEqual([]);
+  });
+});
+
 describe('an unreachable database', () => {
   const unreachable = (options: PoolModuleOptions): PoolModuleOptions => ({
     ...options,

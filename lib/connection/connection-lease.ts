@@ -2,6 +2,7 @@ import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
+import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
 import { sendCancelRequest } from './cancel-request.js';
 import { backendKeyOf, isInTransaction } from './pg-client-state.js';
 
@@ -46,6 +47,7 @@ export class ConnectionLease {
   async query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.released) throw new ConnectionScopeClosedError(this.datasource.name);
     if (this.brokenBy) throw this.failure(this.brokenBy);
+    if (this.datasource.options.transactionPooling) assertFitsTransactionPooling(this.datasource.name, input);
     this.running++;
     try {
       return await this.client.query<R>(input, values as unknown[] | undefined);

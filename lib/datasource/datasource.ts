@@ -25,6 +25,10 @@ import { describeTarget, redactSecrets } from './describe-target.js';
 const QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
 const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
 
+// The startup check: proves a connection works and reads the server's budget.
+const CONNECTION_BUDGET_QUERY =
+  "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available";
+
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
  * clients it lent out, so that shutdown can wait for them and nothing leaks.
@@ -56,6 +60,7 @@ export class Datasource {
       resetOnRelease: _reset,
       maxLifetimeSeconds: _lifetime,
       maxLifetimeJitter: _jitter,
+      transactionPooling: _transactionPooling,
       ...poolConfig
     } = options;
     this.pool = new pg.Pool({
@@ -131,7 +136,7 @@ export class Datasource {
   }
 
   /**
-   * `SELECT 1` at startup, retried `retryAttempts` times `retryDelay` ms apart;
+   * A first query at startup, retried `retryAttempts` times `retryDelay` ms apart;
    * then opens the `min` connections the pool keeps warm.
    */
   async checkConnection(): Promise<void> {
@@ -139,7 +144,8 @@ export class Datasource {
     const retryDelay = this.options.retryDelay ?? DEFAULT_RETRY_DELAY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.pool.query('SELECT 1');
+        const { rows } = await this.pool.query<{ available: number }>(CONNECTION_BUDGET_QUERY);
+        this.checkBudget(rows[0].available);
         break;
       } catch (error) {
         const reason = this.reasonOf(error);
@@ -162,6 +168,19 @@ export class Datasource {
 
   warn(message: string): void {
     this.logger.warn(`Datasource "${this.name}": ${this.redact(message)}`);
+  }
+
+  /**
+   * Each instance's `max` adds up on the server: warn when this pool alone may
+   * ask for more than the server accepts. Behind a transaction-mode pooler the
+   * pooler's own limits apply instead.
+   */
+  private checkBudget(available: number): void {
+    if (this.options.transactionPooling || this.max <= available) return;
+    this.warn(
+      `max (${this.max}) exceeds the ${available} connections the server accepts ` +
+        '(max_connections minus superuser_reserved_connections); keep max × instances within it',
+    );
   }
 
   private async warmUp(): Promise<void> {

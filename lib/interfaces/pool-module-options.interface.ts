@@ -40,4 +40,11 @@ export interface PoolModuleOptions extends PoolConfig {
    * replaced together. Default 0.1.
    */
   maxLifetimeJitter?: number;
+  /**
+   * The datasource runs behind a pooler in transaction mode (PgBouncer
+   * `pool_mode = transaction`): statements that need a server session of
+   * their own (`SET`, `LISTEN`, session advisory locks, named prepared
+   * statements) fail with `SessionStateError` instead of misbehaving.
+   */
+  transactionPooling?: boolean;
 }

@@ -1,0 +1,93 @@
+import { execFileSync } from 'node:child_process';
+import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PoolModuleOptions } from '../../lib/index.js';
+import { serverConfig, waitFor } from './database.js';
+
+export interface PgBouncer {
+  readonly port: number;
+  /** Options that reach `database` through this PgBouncer. */
+  optionsFor(database: string): PoolModuleOptions;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on the loopback interface. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a PgBouncer of the test's own in transaction mode, in front of the
+ * machine's PostgreSQL, with at most `poolSize` server connections per
+ * database. PgBouncer refuses to run as root, so as root it runs as `postgres`.
+ */
+export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
+  const dir = mkdtempSync(join(tmpdir(), 'npp-pgbouncer-'));
+  const port = await freePort();
+  const server = serverConfig();
+  const user = server.user ?? 'postgres';
+  writeFileSync(join(dir, 'users.txt'), `"${user}" ""\n`);
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `* = host=${server.host ?? '127.0.0.1'} port=${server.port ?? 5432}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${join(dir, 'users.txt')}`,
+      'pool_mode = transaction',
+      `default_pool_size = ${poolSize}`,
+      'max_client_conn = 500',
+      'server_reset_query =',
+      'ignore_startup_parameters = extra_float_digits,statement_timeout,options',
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      '',
+    ].join('\n'),
+  );
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+    for (const file of ['', 'users.txt', 'pgbouncer.ini']) chownSync(join(dir, file), uid, gid);
+  }
+  const command = asRoot ? ['runuser', '-u', 'postgres', '--', 'pgbouncer'] : ['pgbouncer'];
+  execFileSync(command[0], [...command.slice(1), '-d', join(dir, 'pgbouncer.ini')]);
+  const pid = await waitFor(async () => {
+    try {
+      return Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }, 'PgBouncer to start');
+  return {
+    port,
+    optionsFor: (database) => ({ host: '127.0.0.1', port, user, database, transactionPooling: true }),
+    stop: async () => {
+      process.kill(pid, 'SIGINT');
+      await waitFor(async () => (isAlive(pid) ? undefined : true), 'PgBouncer to stop');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
