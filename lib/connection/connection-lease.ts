@@ -13,6 +13,8 @@ export type QueryInput = string | QueryConfig<unknown[]>;
  * its connection broke, whether the server says a transaction is open.
  */
 export class ConnectionLease {
+  /** `performance.now()` when the client was handed over, for the hold-time statistics. */
+  readonly acquiredAt = performance.now();
   private running = 0;
   private whenIdle: (() => void) | undefined;
   private brokenBy: Error | undefined;

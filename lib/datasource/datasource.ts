@@ -6,6 +6,7 @@ import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_DELAY_M
 import { DatabaseUnreachableError, PoolClosedError, PoolError } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
+import { PoolStatsRecorder } from './pool-stats.js';
 
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
@@ -15,6 +16,7 @@ export class Datasource {
   readonly pool: pg.Pool;
   /** `user@host:port/database`, safe for logs. */
   readonly target: string;
+  readonly stats: PoolStatsRecorder;
   private readonly leases = new Set<ConnectionLease>();
   private closing: Promise<void> | undefined;
 
@@ -26,6 +28,7 @@ export class Datasource {
     const { name: _name, retryAttempts: _r, retryDelay: _d, drainTimeoutMillis: _t, ...poolConfig } = options;
     this.pool = new pg.Pool(poolConfig);
     this.target = describeTarget(poolConfig);
+    this.stats = new PoolStatsRecorder(name, this.pool);
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
@@ -38,8 +41,10 @@ export class Datasource {
 
   async acquire(): Promise<ConnectionLease> {
     if (this.closing) throw new PoolClosedError(this.name);
-    const client = await this.pool.connect();
+    const waitStarted = performance.now();
+    const client = await this.pool.connect().catch((error: unknown) => this.stats.acquireFailed(error));
     const lease = new ConnectionLease(this, client);
+    this.stats.recordAcquired(lease.acquiredAt - waitStarted);
     this.leases.add(lease);
     return lease;
   }
@@ -56,7 +61,7 @@ export class Datasource {
 
   /** @internal Called by a lease once its client is back in the pool (or destroyed). */
   leaseEnded(lease: ConnectionLease): void {
-    this.leases.delete(lease);
+    if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
   /** `SELECT 1` at startup, retried `retryAttempts` times `retryDelay` ms apart. */
