@@ -24,7 +24,7 @@ export interface SampleDatabases {
  */
 export async function resolveDatabases(config: SampleConfig, logger: LoggerService): Promise<SampleDatabases> {
   if (config.databaseUrl) {
-    logger.log(`Using DATABASE_URL (${describe(config.databaseUrl)})`);
+    logger.log(`Using DATABASE_URL (${describeDatabase(config.databaseUrl)})`);
     return withAuditDatabase(config.databaseUrl, config.auditDatabaseUrl, logger);
   }
 
@@ -69,7 +69,7 @@ async function ensureDatabase(url: string, name: string, logger: LoggerService):
 }
 
 /** `host:port/database`: no user, no password. */
-function describe(url: string): string {
+function describeDatabase(url: string): string {
   const { hostname, port, pathname } = new URL(url);
   return `${hostname}:${port || 5432}${pathname}`;
 }
