@@ -1,14 +1,18 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { AppModule } from './app.module.js';
+import { configFromEnv } from './config.js';
+import { createSampleApp } from './sample-app.js';
 
 async function bootstrap(): Promise<void> {
-  const app = await NestFactory.create(AppModule);
+  const config = configFromEnv(process.env);
+  const { app } = await createSampleApp(config);
+  // Ctrl-C / SIGTERM: the pools wait for the clients in use, then close.
   app.enableShutdownHooks();
-  const port = Number(process.env.PORT ?? 3000);
-  await app.listen(port);
-  new Logger('SampleApp').log(`Listening on http://localhost:${port}`);
+  await app.listen(config.port);
+  new Logger('SampleApp').log(`Listening on http://localhost:${config.port}: /notes, /audit, /health, /metrics`);
 }
 
-void bootstrap();
+bootstrap().catch((error: unknown) => {
+  new Logger('SampleApp').error(error instanceof Error ? error.message : String(error));
+  process.exitCode = 1;
+});

@@ -10,18 +10,9 @@ import {
   type PoolModuleOptions,
 } from '../lib/index.js';
 import { serverConfig } from './support/database.js';
+import { RecordingLogger } from './support/recording-logger.js';
 
 const SECRET = 'Sup3r-Secret-Passw0rd';
-
-/** Keeps every line the application logs, to look for secrets in them. */
-class RecordingLogger implements LoggerService {
-  readonly lines: string[] = [];
-  log = (message: unknown): void => void this.lines.push(String(message));
-  error = (message: unknown, ...rest: unknown[]): void => void this.lines.push([message, ...rest].map(String).join(' '));
-  warn = (message: unknown): void => void this.lines.push(String(message));
-  debug = (message: unknown): void => void this.lines.push(String(message));
-  verbose = (message: unknown): void => void this.lines.push(String(message));
-}
 
 async function bootstrap(imports: unknown[], providers: unknown[] = [], logger?: LoggerService): Promise<void> {
   const moduleRef = await Test.createTestingModule({ imports: imports as [], providers: providers as [] })

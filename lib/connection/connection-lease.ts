@@ -14,13 +14,14 @@ export type QueryInput = string | QueryConfig<unknown[]>;
  * its connection broke, whether the server says a transaction is open.
  */
 export class ConnectionLease {
+  /** `performance.now()` when the client was handed over, for the hold-time statistics. */
+  readonly acquiredAt = performance.now();
   private running = 0;
   private whenIdle: (() => void) | undefined;
   private brokenBy: Error | undefined;
   private released = false;
   private leakTimer: NodeJS.Timeout | undefined;
   private leakReported = false;
-  private readonly acquiredAt = Date.now();
 
   constructor(
     readonly datasource: Datasource,
@@ -105,11 +106,15 @@ export class ConnectionLease {
     }
     clearTimeout(this.leakTimer);
     if (this.leakReported) {
-      this.datasource.warn(`a connection reported as possibly leaked came back after ${Date.now() - this.acquiredAt} ms`);
+      this.datasource.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
     }
     this.client.off('error', this.onClientError);
     this.client.release(this.brokenBy);
     this.datasource.leaseEnded(this);
+  }
+
+  private heldMillis(): number {
+    return Math.round(performance.now() - this.acquiredAt);
   }
 
   private failure(error: unknown): ConnectionFailedError {
@@ -120,7 +125,7 @@ export class ConnectionLease {
   private reportLeak(acquiredBy: string, holder: string | undefined): void {
     this.leakReported = true;
     this.datasource.warn(
-      `a connection has been held for ${Date.now() - this.acquiredAt} ms ` +
+      `a connection has been held for ${this.heldMillis()} ms ` +
         `(leakDetectionThreshold ${this.datasource.options.leakDetectionThreshold} ms)` +
         `${holder ? ` by ${holder}` : ''}; it may have leaked. Acquired at:\n${acquiredBy}`,
     );

@@ -19,6 +19,7 @@ import {
 } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
+import { PoolStatsRecorder } from './pool-stats.js';
 
 // pg-pool's messages for an acquire that timed out: waiting in its queue, or
 // opening a new connection. Neither says whether the pool was busy.
@@ -37,10 +38,9 @@ export class Datasource {
   readonly pool: pg.Pool;
   /** `user@host:port/database`, safe for logs. */
   readonly target: string;
+  readonly stats: PoolStatsRecorder;
   private readonly leases = new Set<ConnectionLease>();
   private readonly max: number;
-  /** Connections open and past their handshake (pg counts those being opened too). */
-  private connected = 0;
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
@@ -70,14 +70,13 @@ export class Datasource {
     });
     this.max = this.pool.options.max;
     this.target = describeTarget(poolConfig);
+    this.stats = new PoolStatsRecorder(name, this.pool);
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
-    this.pool.on('connect', (client) => {
-      this.connected++;
-      if (options.maxLifetimeSeconds) this.retireAt.set(client, Date.now() + this.lifetimeMillis());
-    });
-    this.pool.on('remove', () => this.connected--);
+    if (options.maxLifetimeSeconds) {
+      this.pool.on('connect', (client) => this.retireAt.set(client, Date.now() + this.lifetimeMillis()));
+    }
   }
 
   /** Number of clients lent out by this module and not yet handed back. */
@@ -96,13 +95,13 @@ export class Datasource {
     if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
       throw new PoolQueueFullError(this.name, this.counts());
     }
-    const started = Date.now();
+    const waitStarted = performance.now();
     for (;;) {
       let client: pg.PoolClient;
       try {
         client = await this.pool.connect();
       } catch (error) {
-        throw this.acquireError(error, Date.now() - started);
+        throw this.acquireError(error, Math.round(performance.now() - waitStarted));
       }
       // An expired connection is retired here rather than handed out.
       if (this.isExpired(client)) {
@@ -110,6 +109,7 @@ export class Datasource {
         continue;
       }
       const lease = new ConnectionLease(this, client, describeHolder);
+      this.stats.recordAcquired(lease.acquiredAt - waitStarted);
       this.leases.add(lease);
       return lease;
     }
@@ -127,7 +127,7 @@ export class Datasource {
 
   /** @internal Called by a lease once its client is back in the pool (or destroyed). */
   leaseEnded(lease: ConnectionLease): void {
-    this.leases.delete(lease);
+    if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
   isExpired(client: pg.PoolClient): boolean {
@@ -203,11 +203,14 @@ export class Datasource {
   /** Says whether a failed acquire met a busy pool or a server that did not answer. */
   private acquireError(error: unknown, waited: number): Error {
     const message = error instanceof Error ? error.message : '';
-    if (message === QUEUE_TIMEOUT && this.connected - this.pool.idleCount >= this.max) {
+    const timedOut = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT;
+    if (timedOut) this.stats.recordAcquireTimeout();
+    else this.stats.recordError();
+    if (message === QUEUE_TIMEOUT && this.stats.connectedCount() - this.pool.idleCount >= this.max) {
       return new PoolExhaustedError(this.name, waited, this.counts());
     }
     if (message === 'Cannot use a pool after calling end on the pool') return new PoolClosedError(this.name);
-    const reason = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT ? `no connection within ${waited} ms` : this.reasonOf(error);
+    const reason = timedOut ? `no connection within ${waited} ms` : this.reasonOf(error);
     return new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error));
   }
 

@@ -1,5 +1,6 @@
 import { Injectable, NotFoundException, type OnModuleInit } from '@nestjs/common';
 import { InjectConnection, PoolConnection } from '../../lib/index.js';
+import { AuditService } from '../audit/audit.service.js';
 
 export interface Note {
   id: number;
@@ -10,7 +11,10 @@ export interface Note {
 
 @Injectable()
 export class NotesService implements OnModuleInit {
-  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
+  constructor(
+    @InjectConnection() private readonly connection: PoolConnection,
+    private readonly audit: AuditService,
+  ) {}
 
   /** Creates the table on startup; safe to run on every start. */
   async onModuleInit(): Promise<void> {
@@ -35,11 +39,13 @@ export class NotesService implements OnModuleInit {
 
   async create(title: string, body = ''): Promise<Note> {
     const { rows } = await this.connection.query<Note>('INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING *', [title, body]);
+    await this.audit.record('created', rows[0].id);
     return rows[0];
   }
 
   async remove(id: number): Promise<void> {
     const { rowCount } = await this.connection.query('DELETE FROM notes WHERE id = $1', [id]);
     if (!rowCount) throw new NotFoundException(`note ${id} does not exist`);
+    await this.audit.record('deleted', id);
   }
 }

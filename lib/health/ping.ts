@@ -1,0 +1,46 @@
+import type { ConnectionLease } from '../connection/connection-lease.js';
+import type { Datasource } from '../datasource/datasource.js';
+
+/**
+ * Runs `SELECT 1` on a client of `datasource` and gives up the moment `signal`
+ * aborts, holding nothing past it: a client still on its way is handed back as
+ * soon as it arrives, and a running query is cancelled on the server, its
+ * client handed back when the server stops it.
+ */
+export async function ping(datasource: Datasource, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  const lease = await acquireUnlessAborted(datasource, signal);
+  const cancel = (): void => lease.release(true);
+  signal.addEventListener('abort', cancel, { once: true });
+  try {
+    await lease.query('SELECT 1');
+  } finally {
+    signal.removeEventListener('abort', cancel);
+    lease.release();
+  }
+}
+
+function acquireUnlessAborted(datasource: Datasource, signal: AbortSignal): Promise<ConnectionLease> {
+  const acquiring = datasource.acquire();
+  return new Promise((resolve, reject) => {
+    const abandon = (): void => {
+      // pg-pool cannot withdraw a queued request: let it complete, then hand the client straight back.
+      acquiring.then(
+        (lease) => lease.release(),
+        () => undefined,
+      );
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', abandon, { once: true });
+    acquiring.then(
+      (lease) => {
+        signal.removeEventListener('abort', abandon);
+        resolve(lease);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', abandon);
+        reject(error);
+      },
+    );
+  });
+}

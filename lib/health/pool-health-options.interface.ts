@@ -1,0 +1,20 @@
+export interface PingCheckOptions {
+  /** Datasource to ping. Default `'default'`. */
+  name?: string;
+  /** Milliseconds to get a client and run `SELECT 1` before answering down. Default 1000. */
+  timeout?: number;
+  /**
+   * Milliseconds to reuse a result (Terminus' `cacheFor`), so that a `/health`
+   * scraped often runs at most one ping per period. Default: no cache.
+   */
+  cacheFor?: number;
+}
+
+export interface PoolCheckOptions {
+  /** Datasource to check. Default `'default'`. */
+  name?: string;
+  /** Down when more requests than this wait for a connection. Default: the pool's `max`. */
+  maxWaiting?: number;
+  /** Degraded when the share of connections in use (0 to 1) passes this. Default 0.9. */
+  maxUtilization?: number;
+}

@@ -1,0 +1,71 @@
+import { Injectable } from '@nestjs/common';
+import { HealthIndicatorService, type HealthCheckAttempt, type HealthIndicatorResult } from '@nestjs/terminus';
+import { DatasourceRegistry } from '../datasource/datasource.registry.js';
+import { PoolStatsService } from '../datasource/pool-stats.service.js';
+import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
+import { describeFailure } from './describe-failure.js';
+import { ping } from './ping.js';
+import type { PingCheckOptions, PoolCheckOptions } from './pool-health-options.interface.js';
+
+const DEFAULT_PING_TIMEOUT_MS = 1000;
+const DEFAULT_MAX_UTILIZATION = 0.9;
+
+/**
+ * Terminus health indicators of the module's datasources. Provide it in a
+ * module that imports `TerminusModule`.
+ */
+@Injectable()
+export class PoolHealthIndicator {
+  constructor(
+    private readonly health: HealthIndicatorService,
+    private readonly registry: DatasourceRegistry,
+    private readonly stats: PoolStatsService,
+  ) {}
+
+  /**
+   * Up, with its response time, when a pooled client answers `SELECT 1` within
+   * `timeout`; otherwise down with a short reason (`timeout of 1000ms exceeded`,
+   * `connection refused`, `authentication failed`, …). Returns Terminus'
+   * attempt, so `.withTimeout()` and `.cacheFor()` can still be chained.
+   */
+  pingCheck<const Key extends string>(key: Key, options: PingCheckOptions = {}): HealthCheckAttempt<Key> {
+    const datasource = this.registry.get(options.name ?? DEFAULT_DATASOURCE_NAME);
+    const attempt = this.health
+      .check(key)
+      .attempt(async ({ signal }) => {
+        try {
+          await ping(datasource, signal);
+        } catch (error) {
+          // Terminus shows the message as is: only a short reason goes in it.
+          throw new Error(describeFailure(error));
+        }
+      })
+      .withTimeout(options.timeout ?? DEFAULT_PING_TIMEOUT_MS);
+    return options.cacheFor === undefined ? attempt : attempt.cacheFor(options.cacheFor);
+  }
+
+  /**
+   * The pool's figures (total, idle, in use, waiting, max, utilization):
+   * degraded (HTTP 200) when the share in use passes `maxUtilization`, down
+   * when more than `maxWaiting` requests wait for a connection. Reads counters
+   * only; it never touches the database.
+   */
+  poolCheck<const Key extends string>(key: Key, options: PoolCheckOptions = {}): HealthIndicatorResult<Key> {
+    const { total, idle, inUse, waiting, max } = this.stats.get(options.name ?? DEFAULT_DATASOURCE_NAME);
+    const maxWaiting = options.maxWaiting ?? max;
+    const maxUtilization = options.maxUtilization ?? DEFAULT_MAX_UTILIZATION;
+    if (!(maxUtilization >= 0 && maxUtilization <= 1)) {
+      throw new RangeError(`poolCheck("${key}"): maxUtilization must be between 0 and 1, got ${maxUtilization}`);
+    }
+    const utilization = Math.round((inUse / max) * 100) / 100;
+    const data = { total, idle, inUse, waiting, max, utilization };
+    const session = this.health.check(key);
+    if (waiting > maxWaiting) {
+      return session.down({ ...data, message: `${waiting} requests waiting for a connection (more than ${maxWaiting})` });
+    }
+    if (inUse / max > maxUtilization) {
+      return session.degraded({ ...data, message: `${inUse} of ${max} connections in use (more than ${Math.round(maxUtilization * 100)}%)` });
+    }
+    return session.up(data);
+  }
+}

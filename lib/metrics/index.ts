@@ -1,0 +1,3 @@
+// Entry `nestjs-pg-pool/metrics`: kept apart from the main entry so that only
+// applications that use it need prom-client installed.
+export { PoolMetricsModule, type PoolMetricsModuleOptions } from './pool-metrics.module.js';

@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// `… from 'x'`, `import 'x'` and `import('x')`.
+const IMPORT_SPECIFIER = /\bfrom\s*['"]([^'"]+)['"]|\bimport\s*\(?\s*['"]([^'"]+)['"]/g;
+
+/** Every file reachable from `entry` through relative imports, and every package they import. */
+function importGraph(entry: string): { files: string[]; packages: Set<string> } {
+  const files: string[] = [];
+  const packages = new Set<string>();
+  const visit = (file: string): void => {
+    if (files.includes(file)) return;
+    files.push(file);
+    for (const match of readFileSync(file, 'utf8').matchAll(IMPORT_SPECIFIER)) {
+      const specifier = match[1] ?? match[2];
+      if (specifier.startsWith('.')) visit(resolve(dirname(file), specifier.replace(/\.js$/, '.ts')));
+      else packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]);
+    }
+  };
+  visit(join(root, entry));
+  return { files: files.map((file) => relative(root, file)), packages };
+}
+
+describe('entry points and optional peers', () => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    exports: Record<string, { types: string; default: string }>;
+    peerDependenciesMeta: Record<string, { optional?: boolean }>;
+  };
+
+  it('the main entry loads neither @nestjs/terminus nor prom-client', () => {
+    const { files, packages } = importGraph('lib/index.ts');
+    expect(packages).not.toContain('@nestjs/terminus');
+    expect(packages).not.toContain('prom-client');
+    expect(files.filter((file) => file.startsWith('lib/health/') || file.startsWith('lib/metrics/'))).toEqual([]);
+  });
+
+  it('the health entry needs @nestjs/terminus, not prom-client; the metrics entry the reverse', () => {
+    expect(importGraph('lib/health/index.ts').packages).toContain('@nestjs/terminus');
+    expect(importGraph('lib/health/index.ts').packages).not.toContain('prom-client');
+    expect(importGraph('lib/metrics/index.ts').packages).toContain('prom-client');
+    expect(importGraph('lib/metrics/index.ts').packages).not.toContain('@nestjs/terminus');
+  });
+
+  it('package.json maps the subpaths to the built entries and marks both peers optional', () => {
+    expect(pkg.exports['./health']).toEqual({ types: './dist/health/index.d.ts', default: './dist/health/index.js' });
+    expect(pkg.exports['./metrics']).toEqual({ types: './dist/metrics/index.d.ts', default: './dist/metrics/index.js' });
+    expect(pkg.peerDependenciesMeta['@nestjs/terminus']).toEqual({ optional: true });
+    expect(pkg.peerDependenciesMeta['prom-client']).toEqual({ optional: true });
+  });
+});

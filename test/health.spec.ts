@@ -1,0 +1,221 @@
+import { Controller, Get, type INestApplication } from '@nestjs/common';
+import { HealthCheckService, TerminusModule, type HealthIndicatorFunction } from '@nestjs/terminus';
+import type { Pool } from 'pg';
+import { DatabaseError } from 'pg';
+import supertest from 'supertest';
+import { PoolHealthIndicator } from '../lib/health/index.js';
+import { describeFailure } from '../lib/health/describe-failure.js';
+import { ConnectionScope, getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
+import { connectionUrl, serverAddress } from './support/connection-url.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { createHttpApp } from './support/http-app.js';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+
+/** What GET /health checks; each test sets its own list. */
+class HealthChecks {
+  list: HealthIndicatorFunction[] = [];
+}
+
+@Controller('health')
+class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly checks: HealthChecks,
+  ) {}
+
+  @Get()
+  check(): Promise<unknown> {
+    return this.health.check(this.checks.list);
+  }
+}
+
+/** Resolves once `pool` has emitted `event` `times` times. */
+function poolEvents(pool: Pool, event: 'release' | 'remove', times: number): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const listener = (): void => {
+      if (++seen < times) return;
+      pool.off(event, listener);
+      resolve();
+    };
+    pool.on(event, listener);
+  });
+}
+
+/** Holds `count` clients of a datasource, each in a scope of its own, until `release()`. */
+async function holdClients(connection: PoolConnection, count: number): Promise<{ release: () => Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const held: Array<Promise<void>> = [];
+  const jobs = Array.from({ length: count }, () => {
+    let onHeld!: () => void;
+    held.push(new Promise<void>((resolve) => (onHeld = resolve)));
+    return ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      onHeld();
+      await released;
+    });
+  });
+  await Promise.all(held);
+  return {
+    release: async () => {
+      release();
+      await Promise.all(jobs);
+    },
+  };
+}
+
+describe('PoolHealthIndicator', () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  let app: INestApplication;
+  let indicator: PoolHealthIndicator;
+  let checks: HealthChecks;
+  let stats: PoolStatsService;
+  let connection: PoolConnection;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('health');
+    proxy = await startTcpProxy(serverAddress());
+    checks = new HealthChecks();
+    app = await createHttpApp(
+      {
+        imports: [
+          PoolModule.forRoot({ ...db.options, max: 2 }),
+          // The same database behind a proxy that can stall or cut its connections.
+          PoolModule.forRoot({ name: 'proxied', connectionString: connectionUrl(db.options, proxy.port), max: 1 }),
+          TerminusModule.forRoot({ logger: false }),
+        ],
+        controllers: [HealthController],
+        providers: [PoolHealthIndicator, { provide: HealthChecks, useValue: checks }],
+      },
+      'express',
+    );
+    indicator = app.get(PoolHealthIndicator);
+    stats = app.get(PoolStatsService);
+    connection = app.get(getConnectionToken());
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  const getHealth = (): supertest.Test => supertest(app.getHttpServer()).get('/health');
+
+  it('answers up for a reachable database, with the response time and the pool figures', async () => {
+    checks.list = [() => indicator.pingCheck('database'), () => indicator.poolCheck('database_pool')];
+    const { body } = await getHealth().expect(200);
+    expect(body.status).toBe('ok');
+    expect(body.details.database).toEqual({ status: 'up', responseTime: expect.any(Number) });
+    expect(body.details.database_pool).toEqual({ status: 'up', total: 1, idle: 1, inUse: 0, waiting: 0, max: 2, utilization: 0 });
+    expect(stats.get()).toMatchObject({ inUse: 0, waiting: 0 });
+  });
+
+  it('answers down within its timeout when the pool is saturated, and hands back the client it got too late', async () => {
+    const pool = app.get<Pool>(getPoolToken());
+    const holders = await holdClients(connection, 2);
+    checks.list = [() => indicator.pingCheck('database', { timeout: 300 })];
+    const startedAt = Date.now();
+    const { body } = await getHealth().expect(503);
+    expect(Date.now() - startedAt).toBeLessThan(1300);
+    expect(body.error.database).toMatchObject({ status: 'down', message: 'timeout of 300ms exceeded' });
+    // The abandoned request is still queued: pg-pool cannot withdraw it.
+    expect(stats.get()).toMatchObject({ inUse: 2, waiting: 1 });
+
+    // The holders' two clients, then the one the abandoned ping got and handed straight back.
+    const releases = poolEvents(pool, 'release', 3);
+    const before = stats.get();
+    await holders.release();
+    await releases;
+    const after = stats.get();
+    expect(after).toMatchObject({ inUse: 0, waiting: 0 });
+    expect(after.released - before.released).toBe(3);
+    expect(after.acquired).toBe(after.released);
+  });
+
+  it('cancels its query on timeout, then hands the client back once the server answers', async () => {
+    const pool = app.get<Pool>(getPoolToken('proxied'));
+    await indicator.pingCheck('proxied', { name: 'proxied' }); // an open, idle connection
+    proxy.holdResponses();
+    const cancelRequest = proxy.nextCancelRequest();
+    const result = await indicator.pingCheck('proxied', { name: 'proxied', timeout: 200 });
+    expect(result.proxied).toMatchObject({ status: 'down', message: 'timeout of 200ms exceeded' });
+    await cancelRequest;
+    expect(stats.get('proxied')).toMatchObject({ inUse: 1, waiting: 0 });
+
+    const released = poolEvents(pool, 'release', 1);
+    proxy.resumeResponses();
+    await released;
+    expect(stats.get('proxied')).toMatchObject({ inUse: 0, idle: 1 });
+    expect((await indicator.pingCheck('proxied', { name: 'proxied' })).proxied.status).toBe('up');
+  });
+
+  it('reuses a result for cacheFor milliseconds instead of pinging again', async () => {
+    const first = await indicator.pingCheck('cached', { cacheFor: 60_000 });
+    const acquired = stats.get().acquired;
+    const second = await indicator.pingCheck('cached', { cacheFor: 60_000 });
+    expect(first.cached.status).toBe('up');
+    expect(second.cached).toMatchObject({ status: 'up', cachedResponse: true });
+    expect(stats.get().acquired).toBe(acquired);
+  });
+
+  it('poolCheck: degraded with HTTP 200 past maxUtilization, down with HTTP 503 past maxWaiting', async () => {
+    checks.list = [() => indicator.poolCheck('database_pool', { maxUtilization: 0.4, maxWaiting: 1 })];
+    const one = await holdClients(connection, 1);
+    const degraded = await getHealth().expect(200);
+    expect(degraded.body.status).toBe('degraded');
+    expect(degraded.body.info.database_pool).toMatchObject({
+      status: 'degraded',
+      inUse: 1,
+      utilization: 0.5,
+      message: '1 of 2 connections in use (more than 40%)',
+    });
+
+    const another = await holdClients(connection, 1);
+    const waiters = [connection.query('SELECT 1'), connection.query('SELECT 1')];
+    const down = await getHealth().expect(503);
+    expect(down.body.error.database_pool).toMatchObject({
+      status: 'down',
+      waiting: 2,
+      message: '2 requests waiting for a connection (more than 1)',
+    });
+    await Promise.all([one.release(), another.release(), ...waiters]);
+    await getHealth().expect(200);
+  });
+
+  it('poolCheck defaults: degraded above 90% in use, down when more requests wait than the pool has connections', async () => {
+    const both = await holdClients(connection, 2);
+    expect(indicator.poolCheck('pool').pool).toMatchObject({ status: 'degraded', utilization: 1 });
+    const waiters = [1, 2, 3].map(() => connection.query('SELECT 1'));
+    expect(indicator.poolCheck('pool').pool).toMatchObject({ status: 'down', waiting: 3 });
+    await Promise.all([both.release(), ...waiters]);
+    expect(() => indicator.poolCheck('pool', { maxUtilization: 90 })).toThrow(RangeError);
+  });
+
+  it('answers "connection refused" once the database port is closed', async () => {
+    const pool = app.get<Pool>(getPoolToken('proxied'));
+    const idleConnectionGone = poolEvents(pool, 'remove', 1);
+    await proxy.close();
+    await idleConnectionGone;
+    const result = await indicator.pingCheck('proxied', { name: 'proxied' });
+    expect(result.proxied).toMatchObject({ status: 'down', message: 'connection refused' });
+  });
+});
+
+describe('describeFailure', () => {
+  const SECRET = 'Sup3r-Secret';
+  const withCode = (message: string, code: string): Error => Object.assign(new Error(message), { code });
+
+  it.each<[string, unknown, string]>([
+    ['authentication', withCode(`password authentication failed for user "app" (${SECRET})`, '28P01'), 'authentication failed'],
+    ['a refused connection', withCode(`connect ECONNREFUSED 10.0.0.1:5432 ${SECRET}`, 'ECONNREFUSED'), 'connection refused'],
+    ['an exhausted pool', new Error('timeout exceeded when trying to connect'), 'pool exhausted'],
+    ['a shutdown', new PoolClosedError('default'), 'datasource shutting down'],
+    ['another server error', Object.assign(new DatabaseError(SECRET, 0, 'error'), { code: '42501' }), 'database error 42501'],
+    ['anything else', new Error(`postgres://app:${SECRET}@db/app is unreachable`), 'connection failed'],
+  ])('%s', (_case, error, reason) => {
+    expect(describeFailure(error)).toBe(reason);
+  });
+});

@@ -1,0 +1,44 @@
+import { createServer, type AddressInfo } from 'node:net';
+import supertest from 'supertest';
+import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
+import { RecordingLogger } from './support/recording-logger.js';
+
+/** A port of 127.0.0.1 that nothing listens on: one the system just handed out and took back. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+// PGlite serves one query at a time across its connections: only functional checks run here.
+describe('sample app with no database server', () => {
+  let sample: SampleApp;
+  const logger = new RecordingLogger();
+
+  beforeAll(async () => {
+    const port = await closedPort();
+    sample = await createSampleApp({ port: 0, localPostgres: { host: '127.0.0.1', port } }, logger);
+  });
+
+  afterAll(() => sample?.close());
+
+  it('starts an embedded PostgreSQL and says so in one line', () => {
+    const lines = logger.lines.filter((line) => line.includes('embedded PostgreSQL'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^No DATABASE_URL and no PostgreSQL on 127\.0\.0\.1:\d+: started an embedded PostgreSQL \(PGlite/);
+  });
+
+  it('answers the notes CRUD round trip and /health', async () => {
+    const http = supertest(sample.app.getHttpServer());
+    const created = await http.post('/notes').send({ title: 'embedded', body: 'works' }).expect(201);
+    const id = created.body.id as number;
+    await http.get(`/notes/${id}`).expect(200, created.body);
+    expect((await http.get('/notes').expect(200)).body).toEqual([created.body]);
+    await http.delete(`/notes/${id}`).expect(204);
+    await http.get(`/notes/${id}`).expect(404);
+    expect((await http.get('/audit').expect(200)).body).toHaveLength(2);
+    expect((await http.get('/health').expect(200)).body.status).toBe('ok');
+  });
+});

@@ -1,0 +1,142 @@
+import type { Pool } from 'pg';
+import supertest from 'supertest';
+import { ConnectionScope, getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
+import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
+import { connectionUrl, serverAddress } from './support/connection-url.js';
+import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
+import { RecordingLogger } from './support/recording-logger.js';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+
+/** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
+function metric(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** Resolves once `pool` has closed every connection. */
+function poolEmptied(pool: Pool): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (pool.totalCount > 0) return;
+      pool.off('remove', check);
+      resolve();
+    };
+    pool.on('remove', check);
+    check();
+  });
+}
+
+describe('sample app on a PostgreSQL server', () => {
+  let db: TestDatabase;
+  let sample: SampleApp;
+  const logger = new RecordingLogger();
+
+  beforeAll(async () => {
+    db = await createTestDatabase('sample');
+    // No AUDIT_DATABASE_URL: the app creates `<database>_audit` beside the default one.
+    sample = await createSampleApp({ databaseUrl: connectionUrl(db.options), port: 0, localPostgres: serverAddress() }, logger);
+  });
+
+  afterAll(async () => {
+    await sample?.close();
+    if (db) await adminQuery(`DROP DATABASE IF EXISTS ${db.name}_audit WITH (FORCE)`);
+    await db?.drop();
+  });
+
+  const http = (): ReturnType<typeof supertest> => supertest(sample.app.getHttpServer());
+
+  it('creates the audit database, beside the default one, and uses it for the audit datasource', async () => {
+    expect(logger.lines).toContain(`Created database "${db.name}_audit"`);
+    const { rows } = await sample.app.get<Pool>(getPoolToken('audit')).query<{ db: string }>('SELECT current_database() AS db');
+    expect(rows[0].db).toBe(`${db.name}_audit`);
+  });
+
+  it('runs the notes CRUD round trip, audited in the second database', async () => {
+    const created = await http().post('/notes').send({ title: 'first', body: 'hello' }).expect(201);
+    expect(created.body).toMatchObject({ id: expect.any(Number), title: 'first', body: 'hello' });
+    const id = created.body.id as number;
+    await http().get(`/notes/${id}`).expect(200, created.body);
+    expect((await http().get('/notes').expect(200)).body).toEqual([created.body]);
+    await http().post('/notes').send({ body: 'no title' }).expect(400);
+    await http().delete(`/notes/${id}`).expect(204);
+    await http().get(`/notes/${id}`).expect(404);
+    const audit = await http().get('/audit').expect(200);
+    expect(audit.body.map((event: { action: string; note_id: number }) => [event.action, event.note_id])).toEqual([
+      ['deleted', id],
+      ['created', id],
+    ]);
+  });
+
+  it('answers /health with 200 and both datasources up', async () => {
+    const { body } = await http().get('/health').expect(200);
+    expect(body.status).toBe('ok');
+    for (const name of ['default', 'audit']) {
+      expect(body.details[name]).toMatchObject({ status: 'up', responseTime: expect.any(Number) });
+      expect(body.details[`${name}_pool`]).toMatchObject({ status: 'up', inUse: 0, waiting: 0 });
+    }
+  });
+
+  it('serves live /metrics: a held connection shows as active', async () => {
+    const connection = sample.app.get<PoolConnection>(getConnectionToken());
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let onHeld!: () => void;
+    const held = new Promise<void>((resolve) => (onHeld = resolve));
+    const job = ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      onHeld();
+      await released;
+    });
+    await held;
+    const during = await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/);
+    expect(metric(during.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(1);
+    expect(metric(during.text, 'pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
+    // The CRUD test's audit writes: one connection lent per request.
+    expect(metric(during.text, 'pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
+
+    release();
+    await job;
+    const after = await http().get('/metrics').expect(200);
+    expect(metric(after.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(0);
+  });
+});
+
+describe('sample app with a datasource down', () => {
+  let main: TestDatabase;
+  let audit: TestDatabase;
+  let proxy: TcpProxy;
+  let sample: SampleApp;
+
+  beforeAll(async () => {
+    [main, audit] = await Promise.all([createTestDatabase('sample_main'), createTestDatabase('sample_audit')]);
+    // The audit database is reached through a proxy, whose port is then closed.
+    proxy = await startTcpProxy(serverAddress());
+    sample = await createSampleApp(
+      {
+        databaseUrl: connectionUrl(main.options),
+        auditDatabaseUrl: connectionUrl(audit.options, proxy.port),
+        port: 0,
+        localPostgres: serverAddress(),
+      },
+      new RecordingLogger(),
+    );
+  });
+
+  afterAll(async () => {
+    await sample?.close();
+    await proxy?.close();
+    await Promise.all([main?.drop(), audit?.drop()]);
+  });
+
+  it('answers /health with 503 naming the datasource on a closed port', async () => {
+    const emptied = poolEmptied(sample.app.get<Pool>(getPoolToken('audit')));
+    await proxy.close();
+    await emptied;
+    const { body } = await supertest(sample.app.getHttpServer()).get('/health').expect(503);
+    expect(body.status).toBe('error');
+    expect(Object.keys(body.error)).toEqual(['audit']);
+    expect(body.error.audit).toMatchObject({ status: 'down', message: 'connection refused' });
+    expect(body.details.default.status).toBe('up');
+    expect(body.details.audit_pool.status).toBe('up');
+  });
+});
