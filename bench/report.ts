@@ -114,7 +114,7 @@ export function targetsTable(targets: Target[]): string {
   const lines = ['| adapter | target | measured | needed | met |', '| --- | --- | ---: | ---: | :---: |'];
   for (const t of targets) {
     const pct = t.target.startsWith('soak heap');
-    const value = t.value === null ? 'n/a' : pct ? `${(t.value * 100).toFixed(1)} %` : t.target.includes('checked out') ? String(t.value) : `${t.value.toFixed(2)}×`;
+    const value = t.value === null ? 'n/a' : pct ? `${(t.value * 100).toFixed(1)} %` : t.target.includes('checked out') ? String(t.value) : `${t.value.toFixed(3)}×`;
     const needed = pct ? `< ${t.threshold * 100} %` : t.target.includes('checked out') ? '0' : `≥ ${t.threshold}×`;
     lines.push(`| ${t.adapter} | ${t.target} | ${value} | ${needed} | ${t.met === null ? '?' : t.met ? 'yes' : 'no'} |`);
   }
@@ -143,7 +143,7 @@ export function chartSvg(compare: CompareResult, subtitle: string): string {
     return { adapter, rows: raw ? [...rows, raw] : rows };
   });
   const scaleMax = Math.max(...compare.rows.map((r) => r.max)) * 1.05;
-  const width = 960;
+  const width = 1060;
   const labelW = 300;
   const barW = 440;
   const rowH = 26;
