@@ -1,17 +1,38 @@
-import { Global, Module } from '@nestjs/common';
+import { Global, Module, RequestMethod, type MiddlewareConsumer, type NestModule, type OnModuleInit } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
+import { ConnectionScopeMiddleware } from './scope-initializers/connection-scope.middleware.js';
 
 /**
  * Imported once per application by every `PoolModule.forRoot*()`: holds the
- * registry of datasources, the public reader of their statistics, and the
- * one global interceptor that scopes connections to requests.
+ * registry of datasources, the public reader of their statistics, the
+ * middleware that scopes connections to HTTP requests, and the global
+ * interceptor that scopes them to every other handler (RPC, WebSocket).
  */
 @Global()
 @Module({
-  providers: [DatasourceRegistry, PoolStatsService, { provide: APP_INTERCEPTOR, useClass: ConnectionScopeInterceptor }],
+  providers: [
+    DatasourceRegistry,
+    PoolStatsService,
+    ConnectionScopeInterceptor,
+    { provide: APP_INTERCEPTOR, useExisting: ConnectionScopeInterceptor },
+  ],
   exports: [DatasourceRegistry, PoolStatsService],
 })
-export class PoolCoreModule {}
+export class PoolCoreModule implements NestModule, OnModuleInit {
+  constructor(private readonly interceptor: ConnectionScopeInterceptor) {}
+
+  // Nest calls configure() last before it registers the HTTP routes (gateways
+  // are already connected) and onModuleInit() right after: the routes built
+  // in between are all behind the middleware and need no interceptor.
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(ConnectionScopeMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+    this.interceptor.coverHttpRoutes(true);
+  }
+
+  onModuleInit(): void {
+    this.interceptor.coverHttpRoutes(false);
+  }
+}

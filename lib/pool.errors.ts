@@ -45,10 +45,22 @@ export class DatasourceNotFoundError extends PoolError {
 }
 
 /**
+ * No connection could be had for now: the request may succeed if retried
+ * later. Shaped like an http-errors error (`statusCode` 503, `expose`), so
+ * Nest's default exception filter answers `503 Service Unavailable` with the
+ * message; within an HTTP request the module also sets `Retry-After`.
+ */
+export class PoolUnavailableError extends PoolError {
+  readonly statusCode = 503;
+  readonly status = 503;
+  readonly expose = true;
+}
+
+/**
  * The server did not accept a new connection: at startup after every retry,
  * or when a client was needed and none could be opened in time.
  */
-export class DatabaseUnreachableError extends PoolError {
+export class DatabaseUnreachableError extends PoolUnavailableError {
   constructor(
     readonly datasource: string,
     readonly target: string,
@@ -69,7 +81,7 @@ export interface PoolCounts {
 }
 
 /** Every client was busy for the whole acquire timeout (`connectionTimeoutMillis`). */
-export class PoolExhaustedError extends PoolError {
+export class PoolExhaustedError extends PoolUnavailableError {
   constructor(
     readonly datasource: string,
     readonly waitedMillis: number,
@@ -83,7 +95,7 @@ export class PoolExhaustedError extends PoolError {
 }
 
 /** The wait queue was at `maxWaitingClients`: the request was refused without waiting. */
-export class PoolQueueFullError extends PoolError {
+export class PoolQueueFullError extends PoolUnavailableError {
   constructor(
     readonly datasource: string,
     readonly counts: PoolCounts,
@@ -131,7 +143,7 @@ export class NoConnectionScopeError extends PoolError {
 }
 
 /** The pool is closing or closed (application shutdown): no new client is handed out. */
-export class PoolClosedError extends PoolError {
+export class PoolClosedError extends PoolUnavailableError {
   constructor(readonly datasource: string) {
     super(`Datasource "${datasource}" is shutting down and hands out no new connections`);
   }

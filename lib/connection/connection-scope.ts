@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ServerResponse } from 'node:http';
 import type { Datasource } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError } from '../pool.errors.js';
+import { ConnectionScopeClosedError, PoolUnavailableError } from '../pool.errors.js';
 import type { ConnectionLease } from './connection-lease.js';
 
 interface LeaseSlot {
@@ -9,6 +10,9 @@ interface LeaseSlot {
 }
 
 const storage = new AsyncLocalStorage<ConnectionScope>();
+
+/** Seconds an HTTP client is told to wait (Retry-After) when no connection could be had. */
+const RETRY_AFTER_SECONDS = 1;
 
 /**
  * The unit of work that owns at most one client of each datasource: a request
@@ -19,8 +23,14 @@ export class ConnectionScope {
   private readonly slots = new Map<Datasource, LeaseSlot>();
   private closed = false;
 
-  /** @param describeHolder names who holds the scope (route, handler) in leak warnings. */
-  constructor(private readonly describeHolder?: () => string) {}
+  /**
+   * @param describeHolder names who holds the scope (route, handler) in leak warnings.
+   * @param response the HTTP response of the request the scope belongs to, if any.
+   */
+  constructor(
+    private readonly describeHolder?: () => string,
+    private readonly response?: ServerResponse,
+  ) {}
 
   /** The scope of the running code, if any. */
   static current(): ConnectionScope | undefined {
@@ -61,7 +71,13 @@ export class ConnectionScope {
         if (this.closed) lease.release();
       },
       // A failed borrow leaves nothing to release; the next query may try again.
-      () => this.slots.delete(datasource),
+      (error: unknown) => {
+        this.slots.delete(datasource);
+        // The 503 this error becomes tells the HTTP client when to come back.
+        if (error instanceof PoolUnavailableError && this.response && !this.response.headersSent) {
+          this.response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+        }
+      },
     );
     return pending;
   }

@@ -1,72 +1,79 @@
-import {
-  Injectable,
-  ServiceUnavailableException,
-  type CallHandler,
-  type ExecutionContext,
-  type NestInterceptor,
-} from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { catchError, finalize, type Observable } from 'rxjs';
+import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import { finalize, type Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
-import { DatabaseUnreachableError, PoolClosedError, PoolExhaustedError, PoolQueueFullError } from '../pool.errors.js';
-
-/** Seconds a client is told to wait (Retry-After) when no connection could be had. */
-const RETRY_AFTER_SECONDS = 1;
+import { requestScopeOf } from './connection-scope.middleware.js';
 
 /**
- * Opens a connection scope around every handler (HTTP, RPC, WebSocket) and
- * closes it when the handler's observable completes, errors or is
- * unsubscribed. For HTTP it also closes the scope, cancelling running
- * queries, when the client hangs up before the response is sent, and turns
- * "no connection to be had" into 503 with Retry-After.
+ * Opens a connection scope around every handler that no middleware scoped
+ * (RPC, WebSocket, HTTP without ConnectionScopeMiddleware) and closes it when
+ * the handler's observable completes, errors or is unsubscribed. For HTTP it
+ * also closes the scope, cancelling running queries, when the client hangs up
+ * before the response is sent.
+ *
+ * An HTTP request that ConnectionScopeMiddleware scoped keeps that scope (the
+ * middleware closes it with the response); the interceptor only makes sure the
+ * handler runs in it.
+ *
+ * HTTP routes registered while the middleware covers them do not get this
+ * interceptor at all (see `coverHttpRoutes()`): Nest builds an interceptor
+ * pipeline (Observables, subjects, client-disconnect listeners) for every
+ * request of a route that has any interceptor, and that pipeline cost more
+ * than everything else the module does per request.
  */
 @Injectable()
 export class ConnectionScopeInterceptor implements NestInterceptor {
-  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const scope = new ConnectionScope(() => describeHandler(context));
-    if (context.getType() !== 'http') {
-      return ConnectionScope.enter(scope, () => next.handle()).pipe(finalize(() => scope.close()));
-    }
-    const http = context.switchToHttp();
-    const response = rawOf<ServerResponse>(http.getResponse());
-    const onClose = (): void => {
-      if (!response.writableFinished) scope.abort();
-    };
-    response.once('close', onClose);
-    return ConnectionScope.enter(scope, () => next.handle()).pipe(
-      catchError((error: unknown) => {
-        throw isUnavailable(error) ? unavailable(response, error) : error;
-      }),
-      finalize(() => {
-        response.off('close', onClose);
-        scope.close();
-      }),
-    );
+  private httpRoutesCovered = false;
+
+  constructor() {
+    // Nest keeps an interceptor only where `intercept` is a function when it
+    // builds a handler's pipeline, which it does once per route (HTTP, RPC,
+    // WebSocket) and per request for request-scoped controllers.
+    Object.defineProperty(this, 'intercept', {
+      configurable: true,
+      enumerable: false,
+      get: () => (this.httpRoutesCovered ? undefined : interceptScope),
+    });
   }
+
+  /**
+   * @internal While true, Nest building a handler's pipeline finds no
+   * `intercept` here and leaves the interceptor out. PoolCoreModule sets it
+   * for the span in which Nest registers the HTTP routes, all of which its
+   * middleware scopes: after WebSocket gateways and before microservice
+   * listeners, which keep the interceptor.
+   */
+  coverHttpRoutes(covered: boolean): void {
+    this.httpRoutesCovered = covered;
+  }
+
+  declare intercept: (context: ExecutionContext, next: CallHandler) => Observable<unknown>;
 }
 
-function isUnavailable(error: unknown): error is Error {
-  return (
-    error instanceof PoolExhaustedError ||
-    error instanceof PoolQueueFullError ||
-    error instanceof DatabaseUnreachableError ||
-    error instanceof PoolClosedError
+function interceptScope(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+  const isHttp = context.getType() === 'http';
+  const owned = isHttp ? requestScopeOf(context.switchToHttp().getRequest()) : undefined;
+  if (owned) {
+    // Opened by the middleware, which also ends it. The async context may
+    // have been lost between the two (e.g. body parsing): enter it again.
+    return ConnectionScope.current() === owned ? next.handle() : ConnectionScope.enter(owned, () => next.handle());
+  }
+  const response = isHttp ? rawResponse(context.switchToHttp().getResponse()) : undefined;
+  const scope = new ConnectionScope(() => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`, response);
+  const onClose = (): void => {
+    if (!response?.writableFinished) scope.abort();
+  };
+  response?.once('close', onClose);
+  return ConnectionScope.enter(scope, () => next.handle()).pipe(
+    finalize(() => {
+      response?.off('close', onClose);
+      scope.close();
+    }),
   );
 }
 
-function unavailable(response: ServerResponse, error: Error): ServiceUnavailableException {
-  if (!response.headersSent) response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-  return new ServiceUnavailableException(error.message, { cause: error });
-}
-
-/** The Node object under Express' `req`/`res` or Fastify's `request.raw`/`reply.raw`. */
-function rawOf<T>(value: unknown): T {
-  return ((value as { raw?: T }).raw ?? value) as T;
-}
-
-function describeHandler(context: ExecutionContext): string {
-  const handler = `${context.getClass().name}.${context.getHandler().name}`;
-  if (context.getType() !== 'http') return `${context.getType()} handler ${handler}`;
-  const request = rawOf<IncomingMessage>(context.switchToHttp().getRequest());
-  return `${request.method} ${request.url} (${handler})`;
+/** The Node response under Express' `res` or Fastify's `reply`. */
+function rawResponse(response: unknown): ServerResponse | undefined {
+  const candidate = (response as { raw?: unknown } | undefined)?.raw ?? response;
+  return typeof (candidate as ServerResponse | undefined)?.once === 'function' ? (candidate as ServerResponse) : undefined;
 }

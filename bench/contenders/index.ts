@@ -1,0 +1,245 @@
+import {
+  Inject,
+  Injectable,
+  Module,
+  Scope,
+  type CallHandler,
+  type DynamicModule,
+  type ExecutionContext,
+  type NestInterceptor,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
+import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule, ClsService } from 'nestjs-cls';
+import pg from 'pg';
+import { finalize, type Observable } from 'rxjs';
+import { DataSource } from 'typeorm';
+import { InjectConnection, PoolConnection, PoolModule } from '../../lib/index.js';
+import { config, dbConfig, SQL } from '../config.js';
+import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
+import { experiments } from './experiments.js';
+
+export interface Contender {
+  id: string;
+  label: string;
+  /** The root module of this contender's app. */
+  module(): DynamicModule;
+}
+
+function poolConfig(): pg.PoolConfig {
+  return { ...dbConfig(), max: config.poolSize };
+}
+
+function app(providers: DynamicModule['providers'], imports: DynamicModule['imports'] = []): DynamicModule {
+  @Module({})
+  class BenchAppModule {}
+  return { module: BenchAppModule, imports, controllers: [BenchController], providers };
+}
+
+/** A hand-written singleton `pg.Pool` provider, ended at shutdown. */
+const poolProvider = { provide: PG_POOL, useFactory: () => new pg.Pool(poolConfig()) };
+
+@Injectable()
+class PoolEnder implements OnApplicationShutdown {
+  constructor(@Inject(PG_POOL) private readonly pool: pg.Pool) {}
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+// (1) nestjs-pg-pool: @InjectConnection(), scoped and released by the module.
+@Injectable()
+class PgPoolModuleService implements QueryService {
+  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
+  async selectOne(): Promise<unknown> {
+    return (await this.connection.query(SQL)).rows[0];
+  }
+}
+
+// (2) singleton pg.Pool, pool.query per query: the floor.
+@Injectable()
+class SingletonPoolService implements QueryService {
+  constructor(@Inject(PG_POOL) private readonly pool: pg.Pool) {}
+  async selectOne(): Promise<unknown> {
+    return (await this.pool.query(SQL)).rows[0];
+  }
+}
+
+// (3) Nest REQUEST scope: a request-scoped provider checks a client out,
+// an interceptor hands it back when the handler is done.
+const PG_CLIENT = Symbol('PG_CLIENT');
+const CHECKED_OUT = Symbol('checkedOutClient');
+type WithClient = { [CHECKED_OUT]?: pg.PoolClient };
+
+const requestClientProvider = {
+  provide: PG_CLIENT,
+  scope: Scope.REQUEST,
+  inject: [PG_POOL, REQUEST],
+  useFactory: async (pool: pg.Pool, request: WithClient): Promise<pg.PoolClient> => {
+    const client = await pool.connect();
+    request[CHECKED_OUT] = client;
+    return client;
+  },
+};
+
+@Injectable()
+class ReleaseRequestClientInterceptor implements NestInterceptor {
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const request = context.switchToHttp().getRequest<WithClient>();
+    return next.handle().pipe(
+      finalize(() => {
+        const client = request[CHECKED_OUT];
+        request[CHECKED_OUT] = undefined;
+        client?.release();
+      }),
+    );
+  }
+}
+
+@Injectable()
+class RequestScopedService implements QueryService {
+  constructor(@Inject(PG_CLIENT) private readonly client: pg.PoolClient) {}
+  async selectOne(): Promise<unknown> {
+    return (await this.client.query(SQL)).rows[0];
+  }
+}
+
+// (4) @nestjs/typeorm: DataSource.query.
+@Injectable()
+class TypeOrmService implements QueryService {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  async selectOne(): Promise<unknown> {
+    return ((await this.dataSource.query(SQL)) as unknown[])[0];
+  }
+}
+
+// (5) nestjs-cls holding a per-request client: borrowed on the first query,
+// handed back when the response closes (set up by ClsMiddleware).
+const CLS_CLIENT = 'pgClient';
+
+class ClsClientHolder {
+  private pending: Promise<pg.PoolClient> | undefined;
+  private released = false;
+  constructor(private readonly pool: pg.Pool) {}
+  get(): Promise<pg.PoolClient> {
+    if (this.released) return Promise.reject(new Error('request already ended'));
+    return (this.pending ??= this.pool.connect());
+  }
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.pending?.then((client) => client.release(), () => undefined);
+  }
+}
+
+@Injectable()
+class ClsClientService implements QueryService {
+  constructor(private readonly cls: ClsService) {}
+  async selectOne(): Promise<unknown> {
+    const client = await this.cls.get<ClsClientHolder>(CLS_CLIENT).get();
+    return (await client.query(SQL)).rows[0];
+  }
+}
+
+// (6) no pool: a new connection per request.
+@Injectable()
+class ConnectPerRequestService implements QueryService {
+  async selectOne(): Promise<unknown> {
+    const client = new pg.Client(dbConfig());
+    await client.connect();
+    try {
+      return (await client.query(SQL)).rows[0];
+    } finally {
+      await client.end();
+    }
+  }
+}
+
+export const CONTENDERS: Contender[] = [
+  {
+    id: 'pg-pool-module',
+    label: 'nestjs-pg-pool @InjectConnection',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+  {
+    id: 'singleton-pool',
+    label: 'singleton pg.Pool provider',
+    module: () => app([poolProvider, PoolEnder, { provide: QUERY_SERVICE, useClass: SingletonPoolService }]),
+  },
+  {
+    id: 'request-scope',
+    label: 'REQUEST-scoped client + interceptor',
+    module: () =>
+      app([
+        poolProvider,
+        PoolEnder,
+        requestClientProvider,
+        { provide: APP_INTERCEPTOR, useClass: ReleaseRequestClientInterceptor },
+        { provide: QUERY_SERVICE, useClass: RequestScopedService },
+      ]),
+  },
+  {
+    id: 'typeorm',
+    label: '@nestjs/typeorm DataSource.query',
+    module: () => {
+      const c = dbConfig();
+      return app(
+        [{ provide: QUERY_SERVICE, useClass: TypeOrmService }],
+        [
+          TypeOrmModule.forRoot({
+            type: 'postgres',
+            host: c.host,
+            port: c.port,
+            username: c.user,
+            ...(c.password ? { password: String(c.password) } : {}),
+            database: c.database,
+            poolSize: config.poolSize,
+            entities: [],
+            synchronize: false,
+            logging: false,
+            retryAttempts: 0,
+          }),
+        ],
+      );
+    },
+  },
+  {
+    id: 'nestjs-cls',
+    label: 'nestjs-cls per-request client',
+    module: () => {
+      const pool = new pg.Pool(poolConfig());
+      return app(
+        [{ provide: PG_POOL, useValue: pool }, PoolEnder, { provide: QUERY_SERVICE, useClass: ClsClientService }],
+        [
+          ClsModule.forRoot({
+            global: true,
+            middleware: {
+              mount: true,
+              setup: (cls: ClsService, _req: unknown, res: { once(event: 'close', fn: () => void): void }) => {
+                const holder = new ClsClientHolder(pool);
+                cls.set(CLS_CLIENT, holder);
+                res.once('close', () => holder.release());
+              },
+            },
+          }),
+        ],
+      );
+    },
+  },
+  {
+    id: 'connect-per-request',
+    label: 'new pg.Client per request',
+    module: () => app([{ provide: QUERY_SERVICE, useClass: ConnectPerRequestService }]),
+  },
+];
+
+/** Ablations of (2), run only when named in BENCH_CONTENDERS. */
+export const EXPERIMENTS: Contender[] = experiments(() => [poolProvider, PoolEnder], SingletonPoolService);
+
+export function contender(id: string): Contender {
+  const found = [...CONTENDERS, ...EXPERIMENTS].find((c) => c.id === id);
+  if (!found) throw new Error(`unknown contender "${id}" (known: ${CONTENDERS.map((c) => c.id).join(', ')})`);
+  return found;
+}

@@ -1,0 +1,120 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { config } from './config.js';
+import type { FromServer, LoadRequest, LoadResult, ServerStats, ToServer } from './protocol.js';
+
+const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
+
+/** Waits for the next IPC message of `type` from `child`, failing after `timeoutMs`. */
+function nextMessage<T extends { type?: string }>(child: ChildProcess, accept: (m: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    const onMessage = (message: T): void => {
+      if ((message as { type?: string }).type === 'error') finish(new Error(`${what}: ${(message as unknown as { message: string }).message}`));
+      else if (accept(message)) finish(undefined, message);
+    };
+    const onExit = (code: number | null): void => finish(new Error(`process exited (${code}) while waiting for ${what}`));
+    function finish(error?: Error, message?: T): void {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (error) reject(error);
+      else resolve(message as T);
+    }
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+/** A server process under test (bench/server.ts). */
+export class ServerProcess {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  static async start(kind: string, adapter: string, execArgv: string[] = []): Promise<ServerProcess> {
+    // The server profiles its measured window itself (node:inspector) when asked.
+    if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
+    const child = fork(here('./server.js'), [kind, adapter], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', 30_000, `${kind}/${adapter} to start`);
+    return new ServerProcess(child, ready.port);
+  }
+
+  private request<T extends FromServer>(message: ToServer, type: T['type'], timeoutMs = 30_000): Promise<T> {
+    const reply = nextMessage<T>(this.child, (m) => m.type === type, timeoutMs, `"${type}" from the server`);
+    this.child.send(message);
+    return reply;
+  }
+
+  async begin(): Promise<void> {
+    await this.request({ type: 'begin' }, 'begun');
+  }
+
+  async end(): Promise<{ cpuUs: number; elapsedMs: number }> {
+    const ended = await this.request<Extract<FromServer, { type: 'ended' }>>({ type: 'end' }, 'ended');
+    return { cpuUs: ended.cpuUserUs + ended.cpuSystemUs, elapsedMs: ended.elapsedMs };
+  }
+
+  async stats(gc = false): Promise<ServerStats> {
+    const { type: _type, ...stats } = await this.request<Extract<FromServer, { type: 'stats' }>>({ type: 'stats', gc }, 'stats');
+    return stats;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = once(this.child, 'exit');
+    this.child.send({ type: 'shutdown' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** The autocannon process (bench/load.ts), kept for the whole run. */
+export class LoadProcess {
+  private constructor(private readonly child: ChildProcess) {}
+
+  static start(): LoadProcess {
+    return new LoadProcess(fork(here('./load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  }
+
+  run(request: LoadRequest): Promise<LoadResult> {
+    const reply = new Promise<LoadResult>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('autocannon did not answer')), (request.duration + 60) * 1000);
+      this.child.once('message', (message: { ok: boolean; result?: LoadResult; message?: string }) => {
+        clearTimeout(timer);
+        if (message.ok && message.result) resolve(message.result);
+        else reject(new Error(message.message));
+      });
+    });
+    this.child.send(request);
+    return reply;
+  }
+
+  stop(): void {
+    this.child.disconnect();
+  }
+}
+
+/** Runs a command to completion, bounded in time; resolves with its stdout. */
+export function runCommand(command: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -1,0 +1,39 @@
+/** Messages between the orchestrator and a server or load process (IPC). */
+export type ToServer = { type: 'begin' } | { type: 'end' } | { type: 'stats'; gc?: boolean } | { type: 'shutdown' };
+
+export interface ServerStats {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  /** Clients out of the pool (`totalCount - idleCount`), when the server has a pool. */
+  checkedOut: number | null;
+  /** Clients nestjs-pg-pool counts as lent out, for its contenders. */
+  leased: number | null;
+}
+
+export type FromServer =
+  | { type: 'ready'; port: number }
+  | { type: 'begun' }
+  | { type: 'ended'; cpuUserUs: number; cpuSystemUs: number; elapsedMs: number }
+  | ({ type: 'stats' } & ServerStats)
+  | { type: 'error'; message: string };
+
+export interface LoadRequest {
+  url: string;
+  connections: number;
+  duration: number;
+  /** Stop after this many requests (duration still bounds the run). */
+  amount?: number;
+}
+
+export interface LoadResult {
+  requests: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  durationS: number;
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  latencyMean: number;
+}

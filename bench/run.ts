@@ -1,0 +1,60 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { config, dbConfig, ensureDatabase } from './config.js';
+import { runCompare } from './compare.js';
+import { runMicro } from './micro.js';
+import { chartSvg, evaluateTargets, markdown, subtitleOf, type BenchResults } from './report.js';
+import { runSoak } from './soak.js';
+
+/**
+ * `npm run bench`: the HTTP comparison (interleaved rounds, Express and
+ * Fastify), the microbenchmark and the soak, each selectable with
+ * BENCH_PARTS. Writes bench/results/latest.json, latest.md and chart.svg.
+ */
+async function postgresVersion(): Promise<string> {
+  const client = new pg.Client(dbConfig());
+  await client.connect();
+  try {
+    return (await client.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
+  } finally {
+    await client.end();
+  }
+}
+
+async function main(): Promise<void> {
+  const log = (line: string): void => console.log(line);
+  await ensureDatabase();
+  const startedAt = new Date().toISOString();
+  const machine = {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.versions.node,
+    postgres: await postgresVersion(),
+  };
+  log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections })}`);
+  const results: BenchResults = { startedAt, finishedAt: '', machine, targets: [] };
+  if (config.parts.includes('compare')) results.compare = await runCompare(log);
+  if (config.parts.includes('micro')) results.micro = await runMicro(log);
+  if (config.parts.includes('soak')) results.soak = await runSoak(log);
+  results.finishedAt = new Date().toISOString();
+  results.targets = evaluateTargets(results.compare, results.soak);
+
+  mkdirSync(config.resultsDir, { recursive: true });
+  writeFileSync(join(config.resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const md = markdown(results);
+  writeFileSync(join(config.resultsDir, 'latest.md'), `${md}\n`);
+  if (results.compare) writeFileSync(join(config.resultsDir, 'chart.svg'), chartSvg(results.compare, subtitleOf(results)));
+  log('');
+  log(md);
+  log('');
+  log(`written to ${config.resultsDir}/latest.json, latest.md${results.compare ? ' and chart.svg' : ''}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
