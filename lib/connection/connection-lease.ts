@@ -3,7 +3,7 @@ import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
-import { backendKeyOf, isInTransaction } from './pg-client-state.js';
+import { backendKeyOf, endsSession, isInTransaction } from './pg-client-state.js';
 
 export type QueryInput = string | QueryConfig<unknown[]>;
 
@@ -50,9 +50,10 @@ export class ConnectionLease {
     try {
       return await this.client.query<R>(input, values as unknown[] | undefined);
     } catch (error) {
-      // A DatabaseError is the server answering; anything else (connection
-      // terminated, query read timeout) leaves the connection unusable.
-      if (error instanceof DatabaseError) throw error;
+      // A DatabaseError is the server answering, unless it is FATAL (the
+      // server ends the session: pg_terminate_backend, shutdown); anything
+      // else (connection terminated, query read timeout) leaves it unusable too.
+      if (error instanceof DatabaseError && !endsSession(error)) throw error;
       this.brokenBy ??= error as Error;
       throw this.failure(error);
     } finally {

@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { DatabaseError, PoolClient } from 'pg';
 
 /**
  * node-postgres keeps these on every client without typing them: the
@@ -31,4 +31,18 @@ export function backendKeyOf(client: PoolClient): BackendKey | undefined {
   const params = internals.connectionParameters;
   if (!params || internals.processID == null || internals.secretKey == null) return undefined;
   return { host: params.host, port: params.port, processID: internals.processID, secretKey: internals.secretKey };
+}
+
+// SQLSTATEs that come with the end of the session: class 08 (connection
+// exception) and the operator interventions 57P01-57P05 (admin shutdown,
+// crash shutdown, cannot connect now, database dropped, idle session timeout).
+const SESSION_ENDING_CODE = /^(08|57P0[1-5])/;
+
+/**
+ * True when the server's error ends the session, as FATAL and PANIC errors
+ * do: the server closes the connection right after sending it. The code is
+ * checked too, as `severity` is translated under a non-English server locale.
+ */
+export function endsSession(error: DatabaseError): boolean {
+  return error.severity === 'FATAL' || error.severity === 'PANIC' || SESSION_ENDING_CODE.test(error.code ?? '');
 }
