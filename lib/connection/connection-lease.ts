@@ -24,16 +24,17 @@ export class ConnectionLease {
   constructor(
     readonly datasource: Datasource,
     readonly client: PoolClient,
-    /** Where the client was acquired, for leak warnings. */
+    /** Who holds the client (route, handler), for leak warnings. */
     describeHolder?: () => string,
+    /** Created where the client was asked for, before any await, for its stack. */
+    acquiredAt?: Error,
   ) {
     // A checked-out client whose connection drops emits 'error'; with no
     // listener that kills the process (node-postgres #1611, #2635).
     client.on('error', this.onClientError);
     const threshold = datasource.options.leakDetectionThreshold;
     if (threshold) {
-      // The stack is taken now, while the borrower's frames are on it.
-      const acquiredBy = new Error('acquired here').stack ?? '';
+      const acquiredBy = (acquiredAt ?? new Error('acquired here')).stack ?? '';
       this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy, describeHolder?.()), threshold);
       this.leakTimer.unref();
     }

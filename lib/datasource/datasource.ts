@@ -91,6 +91,8 @@ export class Datasource {
     if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
       throw new PoolQueueFullError(this.name, this.counts());
     }
+    // Taken before the first await, while the borrower's frames are still on the stack.
+    const acquiredAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
     const started = Date.now();
     for (;;) {
       let client: pg.PoolClient;
@@ -104,7 +106,7 @@ export class Datasource {
         client.release(new PoolError('connection reached its maximum lifetime'));
         continue;
       }
-      const lease = new ConnectionLease(this, client, describeHolder);
+      const lease = new ConnectionLease(this, client, describeHolder, acquiredAt);
       this.leases.add(lease);
       return lease;
     }
