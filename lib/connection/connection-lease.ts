@@ -3,7 +3,7 @@ import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
-import { backendKeyOf, endsSession, isInTransaction } from './pg-client-state.js';
+import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction } from './pg-client-state.js';
 
 export type QueryInput = string | QueryConfig<unknown[]>;
 
@@ -95,7 +95,10 @@ export class ConnectionLease {
     if (!this.brokenBy && (isInTransaction(this.client) || reset)) {
       try {
         if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
-        if (reset) await this.client.query(reset);
+        if (reset) {
+          await this.client.query(reset);
+          await forgetDeallocatedStatements(this.client);
+        }
       } catch (error) {
         this.brokenBy ??= error as Error;
       }
