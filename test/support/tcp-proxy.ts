@@ -1,0 +1,152 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * What the proxy does with traffic:
+ * - `forward`: pass bytes both ways (after `delayMillis`, if set);
+ * - `blackhole`: accept new connections and keep every socket open, but pass
+ *   nothing either way, like a network that silently drops packets (held
+ *   bytes flow again on `restore()`, as TCP would retransmit them);
+ * - `refuse`: accept new connections and close them at once, like a host
+ *   that is up with nothing listening.
+ */
+export type ProxyMode = 'forward' | 'blackhole' | 'refuse';
+
+interface Link {
+  readonly client: Socket;
+  upstream?: Socket;
+}
+
+/**
+ * A TCP proxy between a pool and a PostgreSQL server, for network faults:
+ * cut every connection, blackhole traffic, refuse new connections, delay.
+ */
+export class TcpProxy {
+  private readonly links = new Set<Link>();
+  private mode: ProxyMode = 'forward';
+  /** Connections accepted since the proxy started. */
+  accepted = 0;
+  /** Added to each chunk, each way, while forwarding. */
+  delayMillis = 0;
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+    private readonly target: { host: string; port: number },
+  ) {
+    server.on('connection', (socket) => this.accept(socket));
+  }
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    });
+    const address = server.address();
+    if (!address || typeof address === 'string') throw new Error('proxy has no TCP address');
+    return new TcpProxy(server, address.port, target);
+  }
+
+  /** Connections open through the proxy right now. */
+  get openCount(): number {
+    return this.links.size;
+  }
+
+  /** Drops every open connection (both sides see it closed) and keeps `mode` for new ones. */
+  cut(mode: ProxyMode = this.mode): void {
+    this.mode = mode;
+    for (const link of this.links) this.drop(link);
+  }
+
+  /** Stops passing bytes on every connection, open or new, until `restore()`. */
+  blackhole(): void {
+    this.mode = 'blackhole';
+    for (const link of this.links) {
+      link.client.pause();
+      link.upstream?.pause();
+    }
+  }
+
+  /** Closes new connections at once; open ones are left as they are. */
+  refuse(): void {
+    this.mode = 'refuse';
+  }
+
+  /** Back to forwarding: held bytes flow, connections accepted meanwhile reach the server. */
+  restore(): void {
+    this.mode = 'forward';
+    for (const link of this.links) {
+      if (!link.upstream) this.connectUpstream(link);
+      link.client.resume();
+      link.upstream?.resume();
+    }
+  }
+
+  /** Stops listening and drops every connection. */
+  async close(): Promise<void> {
+    this.cut('refuse');
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: Socket): void {
+    this.accepted++;
+    client.setNoDelay(true);
+    client.on('error', () => undefined);
+    if (this.mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const link: Link = { client };
+    this.links.add(link);
+    // Once connected upstream, closes are handled by forward().
+    client.once('close', () => link.upstream || this.drop(link));
+    if (this.mode === 'blackhole') client.pause();
+    else this.connectUpstream(link);
+  }
+
+  private connectUpstream(link: Link): void {
+    const upstream = connect(this.target.port, this.target.host);
+    link.upstream = upstream;
+    upstream.setNoDelay(true);
+    upstream.on('error', () => undefined);
+    this.forward(link, link.client, upstream);
+    this.forward(link, upstream, link.client);
+  }
+
+  /**
+   * Copies `from` to `to`, each chunk `delayMillis` late and in order; when
+   * `from` closes, the link is dropped once what it sent has been passed on.
+   */
+  private forward(link: Link, from: Socket, to: Socket): void {
+    const queue: Array<{ due: number; chunk: Buffer }> = [];
+    let timer: NodeJS.Timeout | undefined;
+    let fromClosed = false;
+    const flush = (): void => {
+      timer = undefined;
+      while (queue.length && queue[0].due <= Date.now()) {
+        const { chunk } = queue.shift()!;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queue.length) timer = setTimeout(flush, queue[0].due - Date.now());
+      else if (fromClosed) this.drop(link);
+    };
+    from.on('data', (chunk: Buffer) => {
+      if (this.delayMillis <= 0 && !queue.length) {
+        to.write(chunk);
+        return;
+      }
+      queue.push({ due: Date.now() + this.delayMillis, chunk });
+      timer ??= setTimeout(flush, this.delayMillis);
+    });
+    from.once('close', () => {
+      fromClosed = true;
+      if (!queue.length) this.drop(link);
+    });
+  }
+
+  private drop(link: Link): void {
+    if (!this.links.delete(link)) return;
+    link.client.destroy();
+    link.upstream?.destroy();
+  }
+}
