@@ -1,4 +1,4 @@
-import { Controller, Get, Injectable, Param, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Param, type INestApplication, type INestApplicationContext } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
@@ -7,6 +7,8 @@ import pg, { type Pool } from 'pg';
 import supertest from 'supertest';
 import {
   ConnectionFailedError,
+  ConnectionScope,
+  getConnectionToken,
   getPoolToken,
   InjectConnection,
   PoolConnection,
@@ -573,5 +575,30 @@ describe('other pool options', () => {
     } finally {
       await s.app.close();
     }
+  });
+});
+
+describe('shutdown', () => {
+  /** An application context without HTTP; its work runs in ConnectionScope.run(). */
+  async function startContext(options: PoolModuleOptions): Promise<{ app: INestApplicationContext; connection: PoolConnection; pool: Pool }> {
+    const moduleRef = await Test.createTestingModule({ imports: [PoolModule.forRoot(options)] }).compile();
+    moduleRef.useLogger(new CapturingLogger());
+    const app = await moduleRef.init();
+    return { app, connection: app.get(getConnectionToken()), pool: app.get(getPoolToken()) };
+  }
+
+  it('hands a client back once when the drain timeout ends it during its reset', async () => {
+    const { app, connection, pool } = await startContext(
+      optionsFor({ max: 1, drainTimeoutMillis: 50, resetOnRelease: 'SELECT pg_sleep(0.5)' }),
+    );
+    // The scope ends; the client is being reset (half a second) when the shutdown comes.
+    await ConnectionScope.run(() => connection.query('SELECT 1'));
+    const removed = new Promise((resolve) => pool.once('remove', resolve));
+    await app.close();
+    await removed;
+    // Let the interrupted reset settle: a second release would throw here, unhandled.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(pool.ended).toBe(true);
+    expect(pool.totalCount).toBe(0);
   });
 });

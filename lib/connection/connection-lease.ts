@@ -17,6 +17,8 @@ export class ConnectionLease {
   private whenIdle: (() => void) | undefined;
   private brokenBy: Error | undefined;
   private released = false;
+  /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
+  private handedBack = false;
   private leakTimer: NodeJS.Timeout | undefined;
   private leakReported = false;
   private readonly acquiredAt = Date.now();
@@ -103,6 +105,10 @@ export class ConnectionLease {
         this.brokenBy ??= error as Error;
       }
     }
+    // destroy() during the awaits above already handed the client back: a
+    // second release() would throw, unhandled, from this detached promise.
+    if (this.handedBack) return;
+    this.handedBack = true;
     if (!this.brokenBy && this.datasource.isExpired(this.client)) {
       this.brokenBy = new PoolError('connection reached its maximum lifetime');
     }
