@@ -12,6 +12,7 @@ import {
   getPoolToken,
   InjectConnection,
   PoolConnection,
+  PoolClosedError,
   PoolModule,
   type PoolModuleOptions,
 } from '../lib/index.js';
@@ -586,6 +587,28 @@ describe('shutdown', () => {
     const app = await moduleRef.init();
     return { app, connection: app.get(getConnectionToken()), pool: app.get(getPoolToken()) };
   }
+
+  it('refuses an acquisition waiting for a client at once, and still waits for the client in use', async () => {
+    // No acquire timeout: only the shutdown can end the wait.
+    const { app, connection, pool } = await startContext(optionsFor({ max: 1, connectionTimeoutMillis: 0 }));
+    const holding = new Deferred();
+    const finish = new Deferred();
+    const job = ConnectionScope.run(async () => {
+      await connection.query('SELECT 1');
+      holding.resolve();
+      await finish.promise;
+      return (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one;
+    });
+    await holding.promise;
+    const waiting = ConnectionScope.run(() => connection.query('SELECT 1'));
+    await waitFor(async () => (pool.waitingCount === 1 ? true : undefined), 'a second job to wait for the client');
+    const closing = app.close();
+    await expect(waiting).rejects.toBeInstanceOf(PoolClosedError);
+    finish.resolve();
+    await expect(job).resolves.toBe(1);
+    await closing;
+    expect(pool.ended).toBe(true);
+  });
 
   it('hands a client back once when the drain timeout ends it during its reset', async () => {
     const { app, connection, pool } = await startContext(

@@ -40,6 +40,8 @@ export class Datasource {
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
+  /** Rejecters of the acquisitions waiting for a client, refused at once when the datasource closes. */
+  private readonly waiting = new Set<(error: Error) => void>();
 
   constructor(
     readonly name: string,
@@ -97,7 +99,7 @@ export class Datasource {
     for (;;) {
       let client: pg.PoolClient;
       try {
-        client = await this.pool.connect();
+        client = await this.connect();
       } catch (error) {
         throw this.acquireError(error, Date.now() - started);
       }
@@ -173,6 +175,30 @@ export class Datasource {
     for (const client of clients) client.release();
   }
 
+  /**
+   * `pool.connect()`, except that closing the datasource refuses it at once:
+   * pg-pool's end() leaves its queue waiting until each acquire times out,
+   * which would hold the shutdown past the drain timeout.
+   */
+  private connect(): Promise<pg.PoolClient> {
+    const connecting = this.pool.connect();
+    return new Promise((resolve, reject) => {
+      this.waiting.add(reject);
+      connecting.then(
+        (client) => {
+          this.waiting.delete(reject);
+          // Refused meanwhile: nobody takes this client, pg-pool closes it.
+          if (this.closing) client.release();
+          else resolve(client);
+        },
+        (error: unknown) => {
+          this.waiting.delete(reject);
+          reject(error);
+        },
+      );
+    });
+  }
+
   private lifetimeMillis(): number {
     const jitter = this.options.maxLifetimeJitter ?? DEFAULT_LIFETIME_JITTER;
     return (this.options.maxLifetimeSeconds ?? 0) * 1000 * (1 - Math.random() * jitter);
@@ -185,6 +211,7 @@ export class Datasource {
 
   /** Says whether a failed acquire met a busy pool or a server that did not answer. */
   private acquireError(error: unknown, waited: number): Error {
+    if (this.closing) return new PoolClosedError(this.name);
     const message = error instanceof Error ? error.message : '';
     if (message === QUEUE_TIMEOUT && this.connected - this.pool.idleCount >= this.max) {
       return new PoolExhaustedError(this.name, waited, this.counts());
@@ -195,6 +222,9 @@ export class Datasource {
   }
 
   private async drainAndEnd(): Promise<void> {
+    const refused = new PoolClosedError(this.name);
+    for (const refuse of this.waiting) refuse(refused);
+    this.waiting.clear();
     const ended = this.pool.end();
     if (this.leases.size > 0) {
       let timer: NodeJS.Timeout | undefined;
