@@ -78,11 +78,18 @@ export class ConnectionLease {
     if (key) void sendCancelRequest(key);
   }
 
-  /** Closes the connection at once, whatever it is doing (shutdown past its drain timeout). */
-  destroy(reason: Error): void {
+  /**
+   * Closes the connection at once, whatever it is doing (shutdown past its
+   * drain timeout). A running query is cancelled on the server too, which
+   * would otherwise run it to its end for nobody, holding its locks; resolves
+   * once that cancel request is sent.
+   */
+  async destroy(reason: Error): Promise<void> {
     this.brokenBy ??= reason;
     this.released = true;
+    const key = this.running > 0 ? backendKeyOf(this.client) : undefined;
     void this.handBack();
+    if (key) await sendCancelRequest(key);
   }
 
   /**

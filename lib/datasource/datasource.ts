@@ -235,7 +235,7 @@ export class Datasource {
       if (drained) {
         this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
         const reason = new PoolError(`datasource "${this.name}" shut down`);
-        for (const lease of [...this.leases]) lease.destroy(reason);
+        await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));
       }
     }
     await ended;
