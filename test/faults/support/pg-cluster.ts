@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +8,28 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 
 const run = promisify(execFile);
-const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const OS_USER = 'postgres';
+
+/**
+ * Folder of the PostgreSQL server binaries: PG_BIN when set, else Debian's
+ * /usr/lib/postgresql/<newest version>/bin, else `pg_config --bindir`.
+ */
+async function binDir(): Promise<string> {
+  if (process.env.PG_BIN) return process.env.PG_BIN;
+  const debian = '/usr/lib/postgresql';
+  if (existsSync(debian)) {
+    const versions = (await readdir(debian)).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    const found = versions.map((v) => join(debian, v, 'bin')).find((dir) => existsSync(join(dir, 'initdb')));
+    if (found) return found;
+  }
+  try {
+    const { stdout } = await run('pg_config', ['--bindir']);
+    if (existsSync(join(stdout.trim(), 'initdb'))) return stdout.trim();
+  } catch {
+    // no pg_config either
+  }
+  throw new Error('the fault suite needs the PostgreSQL server binaries (initdb, pg_ctl): set PG_BIN to their folder');
+}
 
 /**
  * A throwaway PostgreSQL cluster of the fault suite's own, to stop and start
@@ -21,6 +42,7 @@ export class PgCluster {
   private running = false;
 
   private constructor(
+    private readonly bin: string,
     private readonly root: string,
     readonly port: number,
   ) {}
@@ -32,6 +54,7 @@ export class PgCluster {
   }
 
   static async create(): Promise<PgCluster> {
+    const bin = await binDir();
     const root = await mkdtemp(join(tmpdir(), 'npp-faults-pg-'));
     try {
       if (isRoot()) {
@@ -39,7 +62,7 @@ export class PgCluster {
         const { stdout: gid } = await run('id', ['-g', OS_USER]);
         await chown(root, Number(stdout.trim()), Number(gid.trim()));
       }
-      const cluster = new PgCluster(root, await freePort());
+      const cluster = new PgCluster(bin, root, await freePort());
       await cluster.pg('initdb', ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions']);
       await cluster.start();
       return cluster;
@@ -103,7 +126,7 @@ export class PgCluster {
   }
 
   private async pg(command: string, args: string[]): Promise<void> {
-    const binary = join(BIN, command);
+    const binary = join(this.bin, command);
     const [file, argv] = isRoot() ? ['runuser', ['-u', OS_USER, '--', binary, ...args]] : [binary, args];
     try {
       await run(file, argv, { cwd: this.root, timeout: 60_000 });
