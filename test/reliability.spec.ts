@@ -307,6 +307,8 @@ describe('connections that die', () => {
     const outcome = await s.probe.outcome.promise;
     expect(outcome).toBeInstanceOf(ConnectionFailedError);
     expect((outcome as Error).message).toMatch(/terminating connection due to administrator command/);
+    // One failure, one warning (node-postgres emits 'error' for the message, then for the closed socket).
+    expect(s.logger.messages.slice(since).filter((m) => /a checked-out connection failed/.test(m))).toHaveLength(1);
     const next = await pidFrom(s);
     expect(next).not.toBe(pid);
     expect(checkedOut(s.pool)).toBe(0);

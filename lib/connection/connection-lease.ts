@@ -143,7 +143,9 @@ export class ConnectionLease {
   }
 
   private readonly onClientError = (error: Error): void => {
-    this.brokenBy ??= error;
+    // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
+    if (this.brokenBy) return;
+    this.brokenBy = error;
     this.datasource.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
   };
 }
