@@ -83,7 +83,8 @@ async function conclude(
   for (const o of outcomes.filter(ok)) expect(o.body).toBe(o.path.split('/').pop());
   expect(leaked).toBe(0);
   if (!app.alive) return;
-  const { total } = await app.stats();
+  const { total, connected } = await app.stats();
+  expect(connected).toBe(total);
   await waitFor(
     async () => {
       const states = await backends(admin, applicationName);

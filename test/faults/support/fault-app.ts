@@ -34,12 +34,17 @@ export interface FaultAppConfig {
   adapter?: 'express' | 'fastify';
 }
 
-/** What /__stats reports: the pool's counts and the module's checked-out clients. */
+/**
+ * What /__stats reports: the pool's counts, the clients the module lent out,
+ * and the connections it counts as open (from which it tells an exhausted
+ * pool from an unreachable server), which must match the pool's total.
+ */
 export interface FaultAppStats {
   total: number;
   idle: number;
   waiting: number;
   leased: number;
+  connected: number;
 }
 
 /**
@@ -99,7 +104,9 @@ class FaultController {
   @Get('__stats')
   stats(): FaultAppStats {
     const { total, idle, waiting } = this.datasource.counts();
-    return { total, idle, waiting, leased: this.datasource.leasedCount };
+    // `connected` is private bookkeeping: read here only to check it never drifts.
+    const { connected } = this.datasource as unknown as { connected: number };
+    return { total, idle, waiting, leased: this.datasource.leasedCount, connected };
   }
 }
 
