@@ -9,7 +9,7 @@ import { ConnectionScope, getConnectionToken, getPoolToken, PoolClosedError, Poo
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { createHttpApp } from './support/http-app.js';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
 
 /** What GET /health checks; each test sets its own list. */
 class HealthChecks {

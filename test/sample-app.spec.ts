@@ -5,7 +5,7 @@ import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { RecordingLogger } from './support/recording-logger.js';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
 
 /** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
 function metric(text: string, series: string): number | undefined {

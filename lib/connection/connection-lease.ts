@@ -4,7 +4,7 @@ import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
 import { sendCancelRequest } from './cancel-request.js';
-import { backendKeyOf, isInTransaction } from './pg-client-state.js';
+import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction } from './pg-client-state.js';
 
 export type QueryInput = string | QueryConfig<unknown[]>;
 
@@ -20,22 +20,25 @@ export class ConnectionLease {
   private whenIdle: (() => void) | undefined;
   private brokenBy: Error | undefined;
   private released = false;
+  /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
+  private handedBack = false;
   private leakTimer: NodeJS.Timeout | undefined;
   private leakReported = false;
 
   constructor(
     readonly datasource: Datasource,
     readonly client: PoolClient,
-    /** Where the client was acquired, for leak warnings. */
+    /** Who holds the client (route, handler), for leak warnings. */
     describeHolder?: () => string,
+    /** Created where the client was asked for, before any await, for its stack. */
+    acquiredAt?: Error,
   ) {
     // A checked-out client whose connection drops emits 'error'; with no
     // listener that kills the process (node-postgres #1611, #2635).
     client.on('error', this.onClientError);
     const threshold = datasource.options.leakDetectionThreshold;
     if (threshold) {
-      // The stack is taken now, while the borrower's frames are on it.
-      const acquiredBy = new Error('acquired here').stack ?? '';
+      const acquiredBy = (acquiredAt ?? new Error('acquired here')).stack ?? '';
       this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy, describeHolder?.()), threshold);
       this.leakTimer.unref();
     }
@@ -53,9 +56,10 @@ export class ConnectionLease {
     try {
       return await this.client.query<R>(input, values as unknown[] | undefined);
     } catch (error) {
-      // A DatabaseError is the server answering; anything else (connection
-      // terminated, query read timeout) leaves the connection unusable.
-      if (error instanceof DatabaseError) throw error;
+      // A DatabaseError is the server answering, unless it is FATAL (the
+      // server ends the session: pg_terminate_backend, shutdown); anything
+      // else (connection terminated, query read timeout) leaves it unusable too.
+      if (error instanceof DatabaseError && !endsSession(error)) throw error;
       this.brokenBy ??= error as Error;
       throw this.failure(error);
     } finally {
@@ -77,11 +81,18 @@ export class ConnectionLease {
     if (key) void sendCancelRequest(key);
   }
 
-  /** Closes the connection at once, whatever it is doing (shutdown past its drain timeout). */
-  destroy(reason: Error): void {
+  /**
+   * Closes the connection at once, whatever it is doing (shutdown past its
+   * drain timeout). A running query is cancelled on the server too, which
+   * would otherwise run it to its end for nobody, holding its locks; resolves
+   * once that cancel request is sent.
+   */
+  async destroy(reason: Error): Promise<void> {
     this.brokenBy ??= reason;
     this.released = true;
+    const key = this.running > 0 ? backendKeyOf(this.client) : undefined;
     void this.handBack();
+    if (key) await sendCancelRequest(key);
   }
 
   /**
@@ -96,11 +107,18 @@ export class ConnectionLease {
     if (!this.brokenBy && (isInTransaction(this.client) || reset)) {
       try {
         if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
-        if (reset) await this.client.query(reset);
+        if (reset) {
+          await this.client.query(reset);
+          await forgetDeallocatedStatements(this.client);
+        }
       } catch (error) {
         this.brokenBy ??= error as Error;
       }
     }
+    // destroy() during the awaits above already handed the client back: a
+    // second release() would throw, unhandled, from this detached promise.
+    if (this.handedBack) return;
+    this.handedBack = true;
     if (!this.brokenBy && this.datasource.isExpired(this.client)) {
       this.brokenBy = new PoolError('connection reached its maximum lifetime');
     }
@@ -132,7 +150,9 @@ export class ConnectionLease {
   }
 
   private readonly onClientError = (error: Error): void => {
-    this.brokenBy ??= error;
+    // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
+    if (this.brokenBy) return;
+    this.brokenBy = error;
     this.datasource.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
   };
 }

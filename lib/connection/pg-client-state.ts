@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { DatabaseError, PoolClient } from 'pg';
 
 /**
  * node-postgres keeps these on every client without typing them: the
@@ -10,6 +10,8 @@ interface ClientInternals {
   processID?: number | null;
   secretKey?: number | null;
   connectionParameters?: { host: string; port: number };
+  /** Names of the statements node-postgres has prepared on this connection, so it does not parse them again. */
+  connection?: { parsedStatements?: Record<string, string> };
 }
 
 /** True when the server reported an open (or failed) transaction on this client. */
@@ -31,4 +33,32 @@ export function backendKeyOf(client: PoolClient): BackendKey | undefined {
   const params = internals.connectionParameters;
   if (!params || internals.processID == null || internals.secretKey == null) return undefined;
   return { host: params.host, port: params.port, processID: internals.processID, secretKey: internals.secretKey };
+}
+
+// SQLSTATEs that come with the end of the session: class 08 (connection
+// exception) and the operator interventions 57P01-57P05 (admin shutdown,
+// crash shutdown, cannot connect now, database dropped, idle session timeout).
+const SESSION_ENDING_CODE = /^(08|57P0[1-5])/;
+
+/**
+ * True when the server's error ends the session, as FATAL and PANIC errors
+ * do: the server closes the connection right after sending it. The code is
+ * checked too, as `severity` is translated under a non-English server locale.
+ */
+export function endsSession(error: DatabaseError): boolean {
+  return error.severity === 'FATAL' || error.severity === 'PANIC' || SESSION_ENDING_CODE.test(error.code ?? '');
+}
+
+/**
+ * Drops from node-postgres' cache the named statements the server no longer
+ * has (`DISCARD ALL`, `DEALLOCATE` in a reset): pg would otherwise skip the
+ * Parse step and the next use of the name would fail with 26000, "prepared
+ * statement does not exist". Asks the server only when the cache is not empty.
+ */
+export async function forgetDeallocatedStatements(client: PoolClient): Promise<void> {
+  const cache = (client as unknown as ClientInternals).connection?.parsedStatements;
+  if (!cache || Object.keys(cache).length === 0) return;
+  const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_prepared_statements');
+  const prepared = new Set(rows.map((row) => row.name));
+  for (const name of Object.keys(cache)) if (!prepared.has(name)) delete cache[name];
 }

@@ -1,4 +1,10 @@
-import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
 import { POOL_LOGGER_CONTEXT } from '../pool.constants.js';
 import { DatasourceNotFoundError, DuplicateDatasourceError } from '../pool.errors.js';
@@ -11,7 +17,7 @@ import { validatePoolOptions } from './pool-options.js';
  * them all at shutdown.
  */
 @Injectable()
-export class DatasourceRegistry implements OnModuleInit, OnApplicationShutdown {
+export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(POOL_LOGGER_CONTEXT);
   private readonly datasources = new Map<string, Datasource>();
 
@@ -47,6 +53,17 @@ export class DatasourceRegistry implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /**
+   * Shutdown starts here, before Nest closes the HTTP server: that close
+   * waits for every open request, so a request stuck in a query would hold
+   * it (and the process) past drainTimeoutMillis. Draining first lets the
+   * timeout end such a request; requests arriving meanwhile get 503.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.closeAll();
+  }
+
+  /** Nothing left to do after beforeApplicationShutdown (closing is idempotent), unless that hook was skipped. */
   async onApplicationShutdown(): Promise<void> {
     await this.closeAll();
   }

@@ -44,6 +44,8 @@ export class Datasource {
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
+  /** Rejecters of the acquisitions waiting for a client, refused at once when the datasource closes. */
+  private readonly waiting = new Set<(error: Error) => void>();
 
   constructor(
     readonly name: string,
@@ -95,11 +97,13 @@ export class Datasource {
     if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
       throw new PoolQueueFullError(this.name, this.counts());
     }
+    // Taken before the first await, while the borrower's frames are still on the stack.
+    const acquiredAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
     const waitStarted = performance.now();
     for (;;) {
       let client: pg.PoolClient;
       try {
-        client = await this.pool.connect();
+        client = await this.connect();
       } catch (error) {
         throw this.acquireError(error, Math.round(performance.now() - waitStarted));
       }
@@ -108,7 +112,7 @@ export class Datasource {
         client.release(new PoolError('connection reached its maximum lifetime'));
         continue;
       }
-      const lease = new ConnectionLease(this, client, describeHolder);
+      const lease = new ConnectionLease(this, client, describeHolder, acquiredAt);
       this.stats.recordAcquired(lease.acquiredAt - waitStarted);
       this.leases.add(lease);
       return lease;
@@ -190,6 +194,30 @@ export class Datasource {
     for (const client of clients) client.release();
   }
 
+  /**
+   * `pool.connect()`, except that closing the datasource refuses it at once:
+   * pg-pool's end() leaves its queue waiting until each acquire times out,
+   * which would hold the shutdown past the drain timeout.
+   */
+  private connect(): Promise<pg.PoolClient> {
+    const connecting = this.pool.connect();
+    return new Promise((resolve, reject) => {
+      this.waiting.add(reject);
+      connecting.then(
+        (client) => {
+          this.waiting.delete(reject);
+          // Refused meanwhile: nobody takes this client, pg-pool closes it.
+          if (this.closing) client.release();
+          else resolve(client);
+        },
+        (error: unknown) => {
+          this.waiting.delete(reject);
+          reject(error);
+        },
+      );
+    });
+  }
+
   private lifetimeMillis(): number {
     const jitter = this.options.maxLifetimeJitter ?? DEFAULT_LIFETIME_JITTER;
     return (this.options.maxLifetimeSeconds ?? 0) * 1000 * (1 - Math.random() * jitter);
@@ -202,6 +230,7 @@ export class Datasource {
 
   /** Says whether a failed acquire met a busy pool or a server that did not answer. */
   private acquireError(error: unknown, waited: number): Error {
+    if (this.closing) return new PoolClosedError(this.name);
     const message = error instanceof Error ? error.message : '';
     const timedOut = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT;
     if (timedOut) this.stats.recordAcquireTimeout();
@@ -215,6 +244,9 @@ export class Datasource {
   }
 
   private async drainAndEnd(): Promise<void> {
+    const refused = new PoolClosedError(this.name);
+    for (const refuse of this.waiting) refuse(refused);
+    this.waiting.clear();
     const ended = this.pool.end();
     if (this.leases.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -225,7 +257,7 @@ export class Datasource {
       if (drained) {
         this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
         const reason = new PoolError(`datasource "${this.name}" shut down`);
-        for (const lease of [...this.leases]) lease.destroy(reason);
+        await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));
       }
     }
     await ended;

@@ -1,59 +1,152 @@
-import { connect, createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
-// First 8 bytes of a PostgreSQL CancelRequest: length 16, code 80877102.
-const CANCEL_REQUEST_CODE = 80877102;
+/**
+ * What the proxy does with traffic:
+ * - `forward`: pass bytes both ways (after `delayMillis`, if set);
+ * - `blackhole`: accept new connections and keep every socket open, but pass
+ *   nothing either way, like a network that silently drops packets (held
+ *   bytes flow again on `restore()`, as TCP would retransmit them);
+ * - `refuse`: accept new connections and close them at once, like a host
+ *   that is up with nothing listening.
+ */
+export type ProxyMode = 'forward' | 'blackhole' | 'refuse';
 
-export interface TcpProxy {
-  readonly port: number;
-  /** Stops passing on what the server sends, on every connection, until `resumeResponses()`. */
-  holdResponses(): void;
-  resumeResponses(): void;
-  /** Resolves when the next CancelRequest goes through the proxy. */
-  nextCancelRequest(): Promise<void>;
-  /** Closes the port and every connection through it: clients then find the port closed. */
-  close(): Promise<void>;
+interface Link {
+  readonly client: Socket;
+  upstream?: Socket;
 }
 
-/** A TCP proxy on 127.0.0.1 in front of `target`, to stall or cut a database's connections. */
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
-  const sockets = new Set<Socket>();
-  const heldChunks: Array<[Socket, Buffer]> = [];
-  let holding = false;
-  let onCancelRequest: (() => void) | undefined;
+/**
+ * A TCP proxy between a pool and a PostgreSQL server, for network faults:
+ * cut every connection, blackhole traffic, refuse new connections, delay.
+ */
+export class TcpProxy {
+  private readonly links = new Set<Link>();
+  private mode: ProxyMode = 'forward';
+  /** Connections accepted since the proxy started. */
+  accepted = 0;
+  /** Added to each chunk, each way, while forwarding. */
+  delayMillis = 0;
 
-  const track = (socket: Socket): Socket => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    return socket;
-  };
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+    private readonly target: { host: string; port: number },
+  ) {
+    server.on('connection', (socket) => this.accept(socket));
+  }
 
-  const server = createServer((client) => {
-    track(client);
-    const upstream = track(connect(target.port, target.host));
-    client.once('close', () => upstream.destroy());
-    upstream.once('close', () => client.destroy());
-    client.once('data', (first) => {
-      if (first.length === 16 && first.readInt32BE(0) === 16 && first.readInt32BE(4) === CANCEL_REQUEST_CODE) onCancelRequest?.();
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
     });
-    client.on('data', (chunk) => upstream.write(chunk));
-    upstream.on('data', (chunk) => (holding ? heldChunks.push([client, chunk]) : client.write(chunk)));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    if (!address || typeof address === 'string') throw new Error('proxy has no TCP address');
+    return new TcpProxy(server, address.port, target);
+  }
 
-  return {
-    port: (server.address() as AddressInfo).port,
-    holdResponses: () => void (holding = true),
-    resumeResponses: () => {
-      holding = false;
-      for (const [client, chunk] of heldChunks.splice(0)) client.write(chunk);
-    },
-    nextCancelRequest: () => new Promise<void>((resolve) => (onCancelRequest = resolve)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      }),
-  };
+  /** Connections open through the proxy right now. */
+  get openCount(): number {
+    return this.links.size;
+  }
+
+  /** Drops every open connection (both sides see it closed) and keeps `mode` for new ones. */
+  cut(mode: ProxyMode = this.mode): void {
+    this.mode = mode;
+    for (const link of this.links) this.drop(link);
+  }
+
+  /** Stops passing bytes on every connection, open or new, until `restore()`. */
+  blackhole(): void {
+    this.mode = 'blackhole';
+    for (const link of this.links) {
+      link.client.pause();
+      link.upstream?.pause();
+    }
+  }
+
+  /** Closes new connections at once; open ones are left as they are. */
+  refuse(): void {
+    this.mode = 'refuse';
+  }
+
+  /** Back to forwarding: held bytes flow, connections accepted meanwhile reach the server. */
+  restore(): void {
+    this.mode = 'forward';
+    for (const link of this.links) {
+      if (!link.upstream) this.connectUpstream(link);
+      link.client.resume();
+      link.upstream?.resume();
+    }
+  }
+
+  /** Stops listening and drops every connection. */
+  async close(): Promise<void> {
+    this.cut('refuse');
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: Socket): void {
+    this.accepted++;
+    client.setNoDelay(true);
+    client.on('error', () => undefined);
+    if (this.mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const link: Link = { client };
+    this.links.add(link);
+    // Once connected upstream, closes are handled by forward().
+    client.once('close', () => link.upstream || this.drop(link));
+    if (this.mode === 'blackhole') client.pause();
+    else this.connectUpstream(link);
+  }
+
+  private connectUpstream(link: Link): void {
+    const upstream = connect(this.target.port, this.target.host);
+    link.upstream = upstream;
+    upstream.setNoDelay(true);
+    upstream.on('error', () => undefined);
+    this.forward(link, link.client, upstream);
+    this.forward(link, upstream, link.client);
+  }
+
+  /**
+   * Copies `from` to `to`, each chunk `delayMillis` late and in order; when
+   * `from` closes, the link is dropped once what it sent has been passed on.
+   */
+  private forward(link: Link, from: Socket, to: Socket): void {
+    const queue: Array<{ due: number; chunk: Buffer }> = [];
+    let timer: NodeJS.Timeout | undefined;
+    let fromClosed = false;
+    const flush = (): void => {
+      timer = undefined;
+      while (queue.length && queue[0].due <= Date.now()) {
+        const { chunk } = queue.shift()!;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queue.length) timer = setTimeout(flush, queue[0].due - Date.now());
+      else if (fromClosed) this.drop(link);
+    };
+    from.on('data', (chunk: Buffer) => {
+      if (this.delayMillis <= 0 && !queue.length) {
+        to.write(chunk);
+        return;
+      }
+      queue.push({ due: Date.now() + this.delayMillis, chunk });
+      timer ??= setTimeout(flush, this.delayMillis);
+    });
+    from.once('close', () => {
+      fromClosed = true;
+      if (!queue.length) this.drop(link);
+    });
+  }
+
+  private drop(link: Link): void {
+    if (!this.links.delete(link)) return;
+    link.client.destroy();
+    link.upstream?.destroy();
+  }
 }

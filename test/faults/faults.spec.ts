@@ -1,0 +1,404 @@
+import pg from 'pg';
+import type { PoolModuleOptions } from '../../lib/index.js';
+import { createTestDatabase, waitFor, type TestDatabase } from '../support/database.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { AppProcess } from './support/app-process.js';
+import { FaultFigures } from './support/figures.js';
+import { Load, send, tally, type Outcome } from './support/load.js';
+import { PgCluster } from './support/pg-cluster.js';
+
+// The fault suite: the application runs in a child process (a crash is an
+// exit), load comes over HTTP, faults are injected with a throwaway
+// PostgreSQL cluster (restarts) and a TCP proxy (cut, blackhole, delay).
+// Each scenario prints one line of figures; the totals come last.
+
+const figures = new FaultFigures();
+const ok = (o: Outcome): boolean => o.kind === '200';
+const failed = (o: Outcome): boolean => o.kind !== '200';
+
+async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  options: PoolModuleOptions,
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client(options);
+  await client.connect();
+  try {
+    return await client.query<R>(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+const HITS_TABLE = 'CREATE TABLE hits (id serial PRIMARY KEY, token text NOT NULL UNIQUE)';
+
+/**
+ * Waits for the application to hand every client back (release, rollback
+ * and reset run after the response is sent) and returns how many stay out.
+ */
+async function leakedClients(app: AppProcess): Promise<number> {
+  const settled = await waitFor(
+    async () => {
+      const s = await app.stats();
+      return s.leased === 0 && s.total === s.idle && s.waiting === 0 ? s : undefined;
+    },
+    'every client to be back',
+    5000,
+  ).catch(() => undefined);
+  if (settled) return 0;
+  const s = await app.stats();
+  return Math.max(s.leased, s.total - s.idle);
+}
+
+/** Backends of one application, by state, as the server reports them. */
+async function backends(admin: PoolModuleOptions, applicationName: string): Promise<Array<{ state: string | null }>> {
+  const { rows } = await sql<{ state: string | null }>(
+    admin,
+    'SELECT state FROM pg_stat_activity WHERE application_name = $1',
+    [applicationName],
+  );
+  return rows;
+}
+
+/**
+ * What every scenario checks once the load stopped: each request ended
+ * within the bound (none hung), each 200 carried its own token (no answer
+ * of another query), nothing is checked out, the server holds no
+ * transaction of the application open and as many backends as the pool has
+ * connections, the process is alive. Records and prints the figures.
+ */
+async function conclude(
+  scenario: string,
+  app: AppProcess,
+  outcomes: readonly Outcome[],
+  admin: PoolModuleOptions,
+  applicationName: string,
+  boundMillis: number,
+): Promise<void> {
+  const leaked = app.alive ? await leakedClients(app) : 0;
+  figures.record(scenario, outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+  expect(app.crashed).toBe(false);
+  expect(outcomes.filter((o) => o.kind === 'hung')).toEqual([]);
+  expect(Math.max(...outcomes.map((o) => o.millis))).toBeLessThan(boundMillis);
+  for (const o of outcomes.filter(ok)) expect(o.body).toBe(o.path.split('/').pop());
+  expect(leaked).toBe(0);
+  if (!app.alive) return;
+  const { total, connected } = await app.stats();
+  expect(connected).toBe(total);
+  await waitFor(
+    async () => {
+      const states = await backends(admin, applicationName);
+      return states.length === total && !states.some((b) => b.state === 'idle in transaction') ? true : undefined;
+    },
+    `the server to show the application's ${total} connections, none idle in transaction`,
+  );
+}
+
+/** Every 200 wrote its row; a request that failed after its INSERT may have written it too (the answer was lost). */
+async function expectRowsConsistent(database: PoolModuleOptions, prefix: string, outcomes: readonly Outcome[]): Promise<void> {
+  const succeeded = outcomes.filter(ok).map((o) => o.body);
+  const ambiguous = outcomes.filter((o) => o.kind.startsWith('500')).length;
+  const { rows } = await sql<{ token: string }>(database, 'SELECT token FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
+  const stored = new Set(rows.map((r) => r.token));
+  expect(succeeded.filter((token) => !stored.has(token))).toEqual([]);
+  expect(stored.size).toBeLessThanOrEqual(succeeded.length + ambiguous);
+}
+
+/** The kinds seen outside `allowed`, for a readable failure. */
+function unexpectedKinds(outcomes: readonly Outcome[], allowed: string[]): Record<string, number> {
+  return tally(outcomes.filter((o) => !allowed.includes(o.kind)));
+}
+
+afterAll(() => figures.printTotals());
+
+describe('database restart under load (own cluster)', () => {
+  let cluster: PgCluster;
+  beforeAll(async () => {
+    cluster = await PgCluster.create();
+    await cluster.query('postgres', 'CREATE DATABASE faults');
+    await cluster.query('faults', HITS_TABLE);
+  });
+  afterAll(() => cluster?.destroy());
+
+  it.each([
+    ['fast', 'pg_ctl stop -m fast: every session terminated, clean shutdown'],
+    ['immediate', 'pg_ctl stop -m immediate: the server dies as in a crash'],
+  ] as const)('%s: fails fast during the outage and recovers without a restart (%s)', async (mode, _how) => {
+    const applicationName = `npp-faults-restart-${mode}`;
+    const connectionTimeoutMillis = 2000;
+    const bound = connectionTimeoutMillis + 2000;
+    const app = await AppProcess.start({
+      pool: { ...cluster.options('faults'), application_name: applicationName, max: 5, connectionTimeoutMillis },
+    });
+    try {
+      const load = new Load(app.port, (n) => `/write/${mode}-${n}`, { workers: 6, boundMillis: bound, paceMillis: 5 }).start();
+      await load.until(() => load.count(ok) >= 10, '10 successes before the outage');
+      const stopped = load.outcomes.length;
+      await cluster.stop(mode);
+      await load.until(() => load.count(failed, stopped) >= 12, '12 failures during the outage');
+      await cluster.start();
+      const restarted = load.outcomes.length;
+      await load.until(() => load.count(ok, restarted) >= 20, '20 successes after the restart');
+      const outcomes = await load.stop();
+
+      await conclude(`restart (${mode})`, app, outcomes, cluster.options(), applicationName, bound);
+      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
+      await expectRowsConsistent(cluster.options('faults'), mode, outcomes);
+    } finally {
+      await app.kill();
+    }
+  });
+});
+
+describe('network faults (TCP proxy to the shared server)', () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    db = await createTestDatabase('faults');
+    await sql(db.options, HITS_TABLE);
+    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await db?.drop();
+  });
+  afterEach(() => {
+    proxy.restore();
+    proxy.delayMillis = 0;
+  });
+
+  const viaProxy = (extra: PoolModuleOptions): PoolModuleOptions => ({ ...db.options, host: '127.0.0.1', port: proxy.port, ...extra });
+
+  it('network cut: every connection dropped, new ones refused for a while; fails fast, then recovers', async () => {
+    const applicationName = 'npp-faults-cut';
+    const connectionTimeoutMillis = 2000;
+    const bound = connectionTimeoutMillis + 2000;
+    const app = await AppProcess.start({ pool: viaProxy({ application_name: applicationName, max: 5, connectionTimeoutMillis }) });
+    try {
+      const load = new Load(app.port, (n) => `/write/cut-${n}`, { workers: 6, boundMillis: bound, paceMillis: 5 }).start();
+      await load.until(() => load.count(ok) >= 10, '10 successes before the cut');
+      const cut = load.outcomes.length;
+      proxy.cut('refuse');
+      await load.until(() => load.count(failed, cut) >= 12, '12 failures while cut');
+      proxy.restore();
+      const restored = load.outcomes.length;
+      await load.until(() => load.count(ok, restored) >= 20, '20 successes after the network came back');
+      const outcomes = await load.stop();
+
+      await conclude('network cut', app, outcomes, db.options, applicationName, bound);
+      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
+      await expectRowsConsistent(db.options, 'cut', outcomes);
+    } finally {
+      await app.kill();
+    }
+  });
+
+  it('blackhole: nothing passes, connections stay open; queries end by query_timeout, acquisitions by connectionTimeoutMillis', async () => {
+    const applicationName = 'npp-faults-blackhole';
+    const timeouts = { query_timeout: 500, connectionTimeoutMillis: 500 };
+    const bound = timeouts.query_timeout + timeouts.connectionTimeoutMillis + 1500;
+    const app = await AppProcess.start({ pool: viaProxy({ application_name: applicationName, max: 4, ...timeouts }) });
+    try {
+      const load = new Load(app.port, (n) => `/write/blackhole-${n}`, { workers: 6, boundMillis: bound, paceMillis: 5 }).start();
+      await load.until(() => load.count(ok) >= 10, '10 successes before the blackhole');
+      const blackholed = load.outcomes.length;
+      proxy.blackhole();
+      await load.until(
+        () =>
+          load.count((o) => o.kind === '500 ConnectionFailedError', blackholed) >= 1 &&
+          load.count((o) => o.kind === '503 DatabaseUnreachableError', blackholed) >= 4,
+        'queries timed out and connection attempts timed out during the blackhole',
+      );
+      proxy.restore();
+      const restored = load.outcomes.length;
+      await load.until(() => load.count(ok, restored) >= 20, '20 successes after the blackhole');
+      const outcomes = await load.stop();
+
+      await conclude('blackhole', app, outcomes, db.options, applicationName, bound);
+      expect(
+        unexpectedKinds(outcomes, ['200', '500 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError']),
+      ).toEqual({});
+      const timedOut = outcomes.find((o) => o.kind === '500 ConnectionFailedError');
+      expect(timedOut?.body).toMatch(/Query read timeout/);
+      await expectRowsConsistent(db.options, 'blackhole', outcomes);
+    } finally {
+      await app.kill();
+    }
+  });
+
+  it('delay: slow answers still arrive; past query_timeout the connection is closed, never reused out of step', async () => {
+    const applicationName = 'npp-faults-delay';
+    const timeouts = { query_timeout: 400, connectionTimeoutMillis: 1500 };
+    const bound = timeouts.query_timeout + timeouts.connectionTimeoutMillis + 2000;
+    const app = await AppProcess.start({ pool: viaProxy({ application_name: applicationName, max: 4, ...timeouts }) });
+    try {
+      proxy.delayMillis = 50; // a 100 ms round trip: slow, within the timeout
+      const load = new Load(app.port, (n) => `/write/delay-${n}`, { workers: 4, boundMillis: bound, paceMillis: 5 }).start();
+      await load.until(() => load.count(ok) >= 10, '10 slow successes');
+      const slowed = load.outcomes.length;
+      proxy.delayMillis = 300; // a 600 ms round trip: past query_timeout
+      await load.until(() => load.count((o) => o.kind === '500 ConnectionFailedError', slowed) >= 4, 'queries to time out');
+      proxy.delayMillis = 0;
+      const restored = load.outcomes.length;
+      await load.until(() => load.count(ok, restored) >= 20, '20 successes at full speed');
+      const outcomes = await load.stop();
+
+      // conclude() checks that every 200 carried its own token: a timed-out
+      // connection reused would hand a later query the answer of this one.
+      await conclude('delay', app, outcomes, db.options, applicationName, bound);
+      expect(unexpectedKinds(outcomes, ['200', '500 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError'])).toEqual({});
+      await expectRowsConsistent(db.options, 'delay', outcomes);
+    } finally {
+      await app.kill();
+    }
+  });
+});
+
+describe('graceful shutdown under load', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase('faults_shutdown');
+    await sql(db.options, HITS_TABLE);
+  });
+  afterAll(() => db?.drop());
+
+  /** Waits until `count` backends of the application run pg_sleep. */
+  async function sleeping(applicationName: string, count: number): Promise<void> {
+    await waitFor(async () => {
+      const { rows } = await sql(
+        db.options,
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+        [applicationName],
+      );
+      return rows.length >= count ? true : undefined;
+    }, `${count} requests to be in the database`);
+  }
+
+  /** Backends the application left on the server once they had a moment to end. */
+  async function backendsLeft(applicationName: string, timeoutMillis = 10_000): Promise<number> {
+    const none = await waitFor(
+      async () => ((await backends(db.options, applicationName)).length === 0 ? true : undefined),
+      'every backend to end',
+      timeoutMillis,
+    ).catch(() => false);
+    return none ? 0 : (await backends(db.options, applicationName)).length;
+  }
+
+  /** Sends requests until the process exits; they must all be refused once one was. */
+  async function knockUntilExit(app: AppProcess): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    let exited = false;
+    void app.exited.then(() => (exited = true));
+    let n = 0;
+    while (!exited) {
+      outcomes.push(await send(app.port, `/write/late-${++n}`, { boundMillis: 5000 }));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return outcomes;
+  }
+
+  it('in-flight requests finish, new acquisitions are refused, the process exits within the drain timeout', async () => {
+    const applicationName = 'npp-faults-shutdown';
+    const drainTimeoutMillis = 3000;
+    const max = 4;
+    const app = await AppProcess.start({ pool: { ...db.options, application_name: applicationName, max, drainTimeoutMillis } });
+    try {
+      // Four hold a client for a second; two more wait in the queue for one.
+      const inFlight = Array.from({ length: max }, (_, i) => send(app.port, `/slow/1000/shutdown-${i}`, { boundMillis: 10_000 }));
+      await sleeping(applicationName, max);
+      const queued = [1, 2].map((i) => send(app.port, `/slow/1000/shutdown-queued-${i}`, { boundMillis: 10_000 }));
+      await waitFor(async () => ((await app.stats()).waiting === 2 ? true : undefined), 'two requests to wait for a client');
+      const exit = app.terminate();
+      const late = await knockUntilExit(app);
+      const { millis, signal } = await exit;
+      const finished = await Promise.all(inFlight);
+      const refused = await Promise.all(queued);
+      const outcomes = [...finished, ...refused, ...late];
+
+      const leaked = await backendsLeft(applicationName);
+      figures.record('graceful shutdown', outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+      expect(leaked).toBe(0);
+      expect(finished.map((o) => o.kind)).toEqual(Array(max).fill('200'));
+      // Waiting for a client is a new acquisition: refused at once, not after the acquire timeout.
+      expect(refused.map((o) => o.kind)).toEqual(['503 PoolClosedError', '503 PoolClosedError']);
+      expect(Math.max(...refused.map((o) => o.millis))).toBeLessThan(Math.min(...finished.map((o) => o.millis)));
+      const firstRefusal = late.findIndex(failed);
+      expect(firstRefusal).toBeGreaterThanOrEqual(0);
+      expect(unexpectedKinds(late.slice(firstRefusal), ['refused', 'reset', '503 PoolClosedError', '503 (adapter)'])).toEqual({});
+      expect(signal).toBe('SIGTERM');
+      expect(millis).toBeLessThan(drainTimeoutMillis + 2000);
+      const { rows } = await sql(db.options, "SELECT count(*)::int AS n FROM hits WHERE token LIKE 'shutdown-%'");
+      expect(rows[0].n).toBe(max);
+    } finally {
+      await app.kill();
+    }
+  });
+
+  it('a request stuck past drainTimeoutMillis does not hold the shutdown: its query is cancelled, its connection closed', async () => {
+    const applicationName = 'npp-faults-shutdown-stuck';
+    const drainTimeoutMillis = 500;
+    const app = await AppProcess.start({ pool: { ...db.options, application_name: applicationName, max: 10, drainTimeoutMillis } });
+    try {
+      const quick = [1, 2].map((i) => send(app.port, `/slow/300/stuck-quick-${i}`, { boundMillis: 10_000 }));
+      const stuck = send(app.port, '/slow/20000/stuck-1', { boundMillis: 10_000 });
+      await sleeping(applicationName, 3);
+      const { millis, signal } = await app.terminate();
+      const outcomes = [...(await Promise.all(quick)), await stuck];
+
+      // The server stops the stuck query too, rather than running it to its end for nobody.
+      const leaked = await backendsLeft(applicationName, 5000);
+      figures.record('shutdown with a stuck request', outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+      expect(leaked).toBe(0);
+      expect(outcomes.slice(0, 2).map((o) => o.kind)).toEqual(['200', '200']);
+      expect(outcomes[2].kind).not.toBe('200');
+      expect(outcomes[2].kind).not.toBe('hung');
+      expect(signal).toBe('SIGTERM');
+      expect(millis).toBeLessThan(drainTimeoutMillis + 2000);
+    } finally {
+      await app.kill();
+    }
+  });
+});
+
+describe('burst: 10x the pool size of concurrent requests on slow handlers', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase('faults_burst');
+    await sql(db.options, HITS_TABLE);
+  });
+  afterAll(() => db?.drop());
+
+  it.each([
+    ['unbounded queue', {}, ['200', '503 PoolExhaustedError']],
+    ['maxWaitingClients 5', { maxWaitingClients: 5 }, ['200', '503 PoolExhaustedError', '503 PoolQueueFullError']],
+  ] as const)('%s: every request ends 200 or 503 within the bound; nothing left checked out or in a transaction', async (label, extra, allowed) => {
+    const applicationName = `npp-faults-burst-${label.replace(/\W+/g, '-')}`;
+    const max = 5;
+    const connectionTimeoutMillis = 1000;
+    const slowMillis = 200;
+    const bound = connectionTimeoutMillis + slowMillis + 2000;
+    const app = await AppProcess.start({
+      adapter: 'fastify',
+      pool: { ...db.options, application_name: applicationName, max, connectionTimeoutMillis, ...extra },
+    });
+    try {
+      const prefix = `burst-${applicationName}`;
+      // One in five hangs up early: its query is cancelled and its transaction rolled back.
+      const outcomes = await Promise.all(
+        Array.from({ length: 10 * max }, (_, i) =>
+          send(app.port, `/slow/${slowMillis}/${prefix}-${i}`, { boundMillis: bound, ...(i % 5 === 4 ? { abortAfterMillis: 150 } : {}) }),
+        ),
+      );
+
+      await conclude(`burst, ${label}`, app, outcomes, db.options, applicationName, bound);
+      const answered = outcomes.filter((o) => o.kind !== 'aborted');
+      expect(unexpectedKinds(answered, [...allowed])).toEqual({});
+      for (const o of answered.filter((o) => o.status === 503)) expect(o.retryAfter).toBe('1');
+      expect(answered.filter(ok).length).toBeGreaterThan(0);
+      const { rows } = await sql(db.options, 'SELECT count(*)::int AS n FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
+      expect(rows[0].n).toBe(answered.filter(ok).length);
+    } finally {
+      await app.kill();
+    }
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * The application the fault suite attacks, run in a child process of its own
+ * (see app-process.ts) so that a crash is a process exit the suite can count,
+ * and shutdown is a real SIGTERM. Configured by FAULT_APP_CONFIG (JSON);
+ * prints `{"listening":PORT}` once it serves.
+ */
+import {
+  Controller,
+  Get,
+  HttpException,
+  Inject,
+  InternalServerErrorException,
+  Module,
+  Param,
+  type INestApplication,
+} from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { AddressInfo } from 'node:net';
+import type { Datasource } from '../../../lib/datasource/datasource.js';
+import {
+  DatabaseUnreachableError,
+  InjectConnection,
+  PoolClosedError,
+  PoolConnection,
+  PoolExhaustedError,
+  PoolModule,
+  PoolQueueFullError,
+  type PoolModuleOptions,
+} from '../../../lib/index.js';
+import { getDatasourceToken } from '../../../lib/pool.utils.js';
+
+export interface FaultAppConfig {
+  pool: PoolModuleOptions;
+  adapter?: 'express' | 'fastify';
+}
+
+/**
+ * What /__stats reports: the pool's counts, the clients the module lent out,
+ * and the connections it counts as open (from which it tells an exhausted
+ * pool from an unreachable server), which must match the pool's total.
+ */
+export interface FaultAppStats {
+  total: number;
+  idle: number;
+  waiting: number;
+  leased: number;
+  connected: number;
+}
+
+/**
+ * Lets the module's own errors through (the interceptor maps the "no
+ * connection" ones to 503) and names any other in the 500 it becomes, so
+ * the suite can count failures by kind.
+ */
+function explain(error: unknown): never {
+  if (
+    error instanceof HttpException ||
+    error instanceof PoolExhaustedError ||
+    error instanceof PoolQueueFullError ||
+    error instanceof DatabaseUnreachableError ||
+    error instanceof PoolClosedError
+  ) {
+    throw error;
+  }
+  const { constructor, message, code } = error as { constructor: { name: string }; message: string; code?: string };
+  throw new InternalServerErrorException(`${constructor.name}${code ? ` ${code}` : ''}: ${message}`);
+}
+
+@Controller()
+class FaultController {
+  constructor(
+    @InjectConnection() private readonly connection: PoolConnection,
+    @Inject(getDatasourceToken()) private readonly datasource: Datasource,
+  ) {}
+
+  /** One short autocommit write; answers the token it stored. */
+  @Get('write/:token')
+  async write(@Param('token') token: string): Promise<string> {
+    try {
+      const { rows } = await this.connection.query<{ token: string }>(
+        'INSERT INTO hits (token) SELECT $1::text FROM pg_sleep(0.005) RETURNING token',
+        [token],
+      );
+      return rows[0].token;
+    } catch (error) {
+      explain(error);
+    }
+  }
+
+  /** Holds its client for `ms` inside a transaction, then commits a row. */
+  @Get('slow/:ms/:token')
+  async slow(@Param('ms') ms: string, @Param('token') token: string): Promise<string> {
+    try {
+      await this.connection.query('BEGIN');
+      await this.connection.query('SELECT pg_sleep($1)', [Number(ms) / 1000]);
+      const { rows } = await this.connection.query<{ token: string }>('INSERT INTO hits (token) VALUES ($1) RETURNING token', [token]);
+      await this.connection.query('COMMIT');
+      return rows[0].token;
+    } catch (error) {
+      explain(error);
+    }
+  }
+
+  @Get('__stats')
+  stats(): FaultAppStats {
+    const { total, idle, waiting } = this.datasource.counts();
+    // The module's own count of open connections (it tells exhausted from
+    // unreachable): read here only to check it never drifts from the pool's.
+    const connected = this.datasource.stats.connectedCount();
+    return { total, idle, waiting, leased: this.datasource.leasedCount, connected };
+  }
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.env.FAULT_APP_CONFIG ?? '{}') as FaultAppConfig;
+
+  @Module({ imports: [PoolModule.forRoot(config.pool)], controllers: [FaultController] })
+  class FaultAppModule {}
+
+  // Only the adapter in use is loaded: each costs a good part of a second to import.
+  const adapter =
+    config.adapter === 'fastify'
+      ? new (await import('@nestjs/platform-fastify')).FastifyAdapter()
+      : new (await import('@nestjs/platform-express')).ExpressAdapter();
+  const app: INestApplication = await NestFactory.create(FaultAppModule, adapter, { logger: ['error', 'warn'] });
+  app.enableShutdownHooks();
+  await app.listen(0, '127.0.0.1');
+  const { port } = app.getHttpServer().address() as AddressInfo;
+  process.stdout.write(`${JSON.stringify({ listening: port })}\n`);
+}
+
+await main();

@@ -1,0 +1,151 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+
+const run = promisify(execFile);
+const OS_USER = 'postgres';
+
+/**
+ * Folder of the PostgreSQL server binaries: PG_BIN when set, else Debian's
+ * /usr/lib/postgresql/<newest version>/bin, else `pg_config --bindir`.
+ */
+async function binDir(): Promise<string> {
+  if (process.env.PG_BIN) return process.env.PG_BIN;
+  const debian = '/usr/lib/postgresql';
+  if (existsSync(debian)) {
+    const versions = (await readdir(debian)).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    const found = versions.map((v) => join(debian, v, 'bin')).find((dir) => existsSync(join(dir, 'initdb')));
+    if (found) return found;
+  }
+  try {
+    const { stdout } = await run('pg_config', ['--bindir']);
+    if (existsSync(join(stdout.trim(), 'initdb'))) return stdout.trim();
+  } catch {
+    // no pg_config either
+  }
+  throw new Error('the fault suite needs the PostgreSQL server binaries (initdb, pg_ctl): set PG_BIN to their folder');
+}
+
+/**
+ * A throwaway PostgreSQL cluster of the fault suite's own, to stop and start
+ * at will (the shared server on 5432 is never touched): initdb into a temp
+ * folder, a free port, a socket folder of its own; `destroy()` stops it and
+ * removes both folders. PostgreSQL refuses to run as root, so when the suite
+ * runs as root every server command runs as the `postgres` OS user.
+ */
+export class PgCluster {
+  private running = false;
+
+  private constructor(
+    private readonly bin: string,
+    private readonly root: string,
+    readonly port: number,
+  ) {}
+
+  readonly host = '127.0.0.1';
+
+  private get dataDir(): string {
+    return join(this.root, 'data');
+  }
+
+  static async create(): Promise<PgCluster> {
+    const bin = await binDir();
+    const root = await mkdtemp(join(tmpdir(), 'npp-faults-pg-'));
+    try {
+      if (isRoot()) {
+        const { stdout } = await run('id', ['-u', OS_USER]);
+        const { stdout: gid } = await run('id', ['-g', OS_USER]);
+        await chown(root, Number(stdout.trim()), Number(gid.trim()));
+      }
+      const cluster = new PgCluster(bin, root, await freePort());
+      await cluster.pg('initdb', ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions']);
+      await cluster.start();
+      return cluster;
+    } catch (error) {
+      await rm(root, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Connection settings of the cluster's `database` (default `postgres`). */
+  options(database = 'postgres'): { host: string; port: number; user: string; database: string } {
+    return { host: this.host, port: this.port, user: 'postgres', database };
+  }
+
+  /** Runs one statement on `database` of the cluster. */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    database: string,
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    const client = new pg.Client(this.options(database));
+    await client.connect();
+    try {
+      return await client.query<R>(text, values);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Starts the server and waits until it accepts connections. */
+  async start(): Promise<void> {
+    const serverOptions = [
+      `-p ${this.port}`,
+      `-k ${this.root}`,
+      '-c listen_addresses=127.0.0.1',
+      '-c fsync=off',
+      '-c max_connections=40',
+      '-c shared_buffers=16MB',
+    ].join(' ');
+    await this.pg('pg_ctl', ['-D', this.dataDir, '-l', join(this.root, 'server.log'), '-o', serverOptions, '-w', '-t', '30', 'start']);
+    this.running = true;
+  }
+
+  /**
+   * Stops the server: `fast` terminates every session (FATAL 57P01 to each)
+   * and shuts down cleanly; `immediate` kills it, as a crash would, and the
+   * next start recovers.
+   */
+  async stop(mode: 'fast' | 'immediate'): Promise<void> {
+    this.running = false;
+    await this.pg('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', '-t', '30', 'stop']);
+  }
+
+  /** Stops the server if it runs, then removes its folders. */
+  async destroy(): Promise<void> {
+    try {
+      if (this.running) await this.stop('immediate');
+    } finally {
+      await rm(this.root, { recursive: true, force: true });
+    }
+  }
+
+  private async pg(command: string, args: string[]): Promise<void> {
+    const binary = join(this.bin, command);
+    const [file, argv] = isRoot() ? ['runuser', ['-u', OS_USER, '--', binary, ...args]] : [binary, args];
+    try {
+      await run(file, argv, { cwd: this.root, timeout: 60_000 });
+    } catch (error) {
+      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+      throw new Error(`${command} ${args.join(' ')} failed: ${(error as Error).message}\n${stdout ?? ''}${stderr ?? ''}`);
+    }
+  }
+}
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** A TCP port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
