@@ -85,3 +85,63 @@ export class PoolClosedError extends PoolError {
     super(`Datasource "${datasource}" is shutting down and hands out no new connections`);
   }
 }
+
+/** A transaction option (isolation level, retry, …) is unknown or out of range. */
+export class InvalidTransactionOptionsError extends PoolError {
+  constructor(
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`Invalid transaction option "${option}": ${reason}`);
+  }
+}
+
+/** `commit()`, `rollback()` or a query on a transaction that has already been committed or rolled back. */
+export class TransactionFinishedError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly operation: string,
+  ) {
+    super(
+      `Cannot ${operation}: the transaction on datasource "${datasource}" has already been committed or rolled back; ` +
+        'work that outlives its transaction must start a transaction of its own',
+    );
+  }
+}
+
+/** `commit()` or `rollback()` while a nested transaction (savepoint) of it is still running. */
+export class TransactionBusyError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly operation: string,
+  ) {
+    super(
+      `Cannot ${operation} the transaction on datasource "${datasource}" while a nested transaction in it is still running; ` +
+        'await the nested transaction first',
+    );
+  }
+}
+
+/**
+ * The work of a transaction resolved, yet the transaction could only be
+ * rolled back: a statement in it failed and the error was caught.
+ */
+export class TransactionAbortedError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    reason: string,
+  ) {
+    super(`The transaction on datasource "${datasource}" was rolled back, not committed: ${reason}`);
+  }
+}
+
+/** A call that joins or nests in a running transaction asked for a guarantee that transaction does not give. */
+export class TransactionOptionsConflictError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`Cannot join the transaction running on datasource "${datasource}": ${reason}`);
+  }
+}
