@@ -5,8 +5,15 @@ export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
 export { PoolConnection } from './connection/pool-connection.js';
 export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
+export { Transactional } from './transaction/transactional.decorator.js';
 export type { Transaction } from './transaction/transaction.js';
-export type { IsolationLevel, TransactionOptions, TransactionRetryOptions } from './transaction/transaction-options.interface.js';
+export type {
+  IsolationLevel,
+  Propagation,
+  TransactionalOptions,
+  TransactionOptions,
+  TransactionRetryOptions,
+} from './transaction/transaction-options.interface.js';
 export type { PoolModuleOptions } from './interfaces/pool-module-options.interface.js';
 export type {
   PoolModuleAsyncOptions,

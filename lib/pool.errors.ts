@@ -86,7 +86,7 @@ export class PoolClosedError extends PoolError {
   }
 }
 
-/** A transaction option (isolation level, retry, …) is unknown or out of range. */
+/** A transaction option (isolation level, propagation, retry, …) is unknown or out of range. */
 export class InvalidTransactionOptionsError extends PoolError {
   constructor(
     readonly option: string,
@@ -124,7 +124,8 @@ export class TransactionBusyError extends PoolError {
 
 /**
  * The work of a transaction resolved, yet the transaction could only be
- * rolled back: a statement in it failed and the error was caught.
+ * rolled back: a statement in it failed, or a method that joined it threw,
+ * and the error was caught.
  */
 export class TransactionAbortedError extends PoolError {
   constructor(
@@ -132,6 +133,18 @@ export class TransactionAbortedError extends PoolError {
     reason: string,
   ) {
     super(`The transaction on datasource "${datasource}" was rolled back, not committed: ${reason}`);
+  }
+}
+
+/** `@Transactional({ propagation: 'never' })` was called while a transaction is running. */
+export class TransactionPropagationError extends PoolError {
+  constructor(
+    readonly datasource: string,
+    readonly method: string,
+  ) {
+    super(
+      `${method} has propagation "never" but was called inside a transaction on datasource "${datasource}"`,
+    );
   }
 }
 
@@ -143,5 +156,36 @@ export class TransactionOptionsConflictError extends PoolError {
     reason: string,
   ) {
     super(`Cannot join the transaction running on datasource "${datasource}": ${reason}`);
+  }
+}
+
+/** `@Transactional({ name })` names a datasource that no `forRoot`/`forRootAsync` registered (thrown at bootstrap). */
+export class TransactionalDatasourceNotFoundError extends DatasourceNotFoundError {
+  constructor(
+    datasource: string,
+    known: readonly string[],
+    readonly method: string,
+  ) {
+    super(datasource, known);
+    this.message = `@Transactional() on ${method}: ${this.message}`;
+  }
+}
+
+/**
+ * A `@Transactional()` method ran on an object that no running application
+ * of this module created, so which datasources it means cannot be told.
+ */
+export class TransactionalNotBoundError extends PoolError {
+  constructor(
+    readonly method: string,
+    ambiguous: boolean,
+  ) {
+    super(
+      ambiguous
+        ? `@Transactional() method ${method} belongs to a request-scoped or transient provider of more than one ` +
+            'running application, so its datasource is ambiguous; use connection.transaction() in it instead'
+        : `@Transactional() method ${method} was called on an object no running application importing PoolModule ` +
+            'created (only its providers and controllers are known); use connection.transaction() there instead',
+    );
   }
 }

@@ -51,7 +51,8 @@ export class DatasourceRegistry implements OnModuleInit, OnApplicationShutdown {
     await this.closeAll();
   }
 
-  private async closeAll(): Promise<void> {
+  /** Ends every datasource; also for startup checks outside the registry that fail the bootstrap. */
+  async closeAll(): Promise<void> {
     await Promise.all(this.all().map((datasource) => datasource.close()));
   }
 }

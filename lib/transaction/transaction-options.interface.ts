@@ -26,3 +26,22 @@ export interface TransactionOptions {
   /** Off unless given. */
   retry?: TransactionRetryOptions;
 }
+
+/**
+ * How a `@Transactional()` method relates to a transaction already running
+ * on its datasource:
+ * - `required` (default): joins it, or begins one if none runs;
+ * - `requiresNew`: begins its own on a separate client, committed or rolled back on its own;
+ * - `nested`: a savepoint in it, or a transaction if none runs;
+ * - `supports`: joins it, or runs without a transaction;
+ * - `never`: throws `TransactionPropagationError` if one runs.
+ */
+export type Propagation = 'required' | 'requiresNew' | 'nested' | 'supports' | 'never';
+
+/** Options of `@Transactional()`. */
+export interface TransactionalOptions extends TransactionOptions {
+  /** Datasource name. Default `'default'`. */
+  name?: string;
+  /** Default `'required'`. */
+  propagation?: Propagation;
+}

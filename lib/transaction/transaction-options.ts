@@ -1,5 +1,11 @@
 import { InvalidTransactionOptionsError, TransactionOptionsConflictError } from '../pool.errors.js';
-import type { IsolationLevel, TransactionOptions, TransactionRetryOptions } from './transaction-options.interface.js';
+import type {
+  IsolationLevel,
+  Propagation,
+  TransactionalOptions,
+  TransactionOptions,
+  TransactionRetryOptions,
+} from './transaction-options.interface.js';
 import { DEFAULT_RETRY_INITIAL_DELAY_MS, DEFAULT_RETRY_MAX_DELAY_MS } from './transaction-retry.js';
 
 // The only text options put into SQL: fixed keywords, looked up, never copied from input.
@@ -17,6 +23,8 @@ const ISOLATION_STRENGTH: Record<IsolationLevel, number> = {
   'repeatable read': 2,
   serializable: 3,
 };
+
+const PROPAGATIONS: readonly Propagation[] = ['required', 'requiresNew', 'nested', 'supports', 'never'];
 
 /** What a running transaction guarantees, checked against the calls that join it or nest in it. */
 export interface TransactionSettings {
@@ -39,6 +47,17 @@ export function validateTransactionOptions(options: TransactionOptions): void {
     if (value !== undefined && typeof value !== 'boolean') fail(option, `must be a boolean, got ${JSON.stringify(value)}`);
   }
   if (retry !== undefined) validateRetry(retry);
+}
+
+export function validateTransactionalOptions(options: TransactionalOptions): void {
+  validateTransactionOptions(options);
+  const { name, propagation } = options;
+  if (name !== undefined && (typeof name !== 'string' || name.trim() === '')) {
+    fail('name', `must be a non-empty string, got ${JSON.stringify(name)}`);
+  }
+  if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
+    fail('propagation', `must be one of ${quoted(PROPAGATIONS)}, got ${JSON.stringify(propagation)}`);
+  }
 }
 
 function validateRetry(retry: TransactionRetryOptions): void {
@@ -65,8 +84,8 @@ export function beginStatement({ isolationLevel, readOnly, deferrable }: Transac
 }
 
 /**
- * A call that nests in a running transaction takes it as it is; it may not
- * silently get a weaker isolation level, or write where it may not.
+ * A call that joins or nests in a running transaction takes it as it is; it
+ * may not silently get a weaker isolation level, or write where it may not.
  */
 export function assertJoinable(datasource: string, running: TransactionSettings, requested: TransactionOptions): void {
   const wanted = requested.isolationLevel;

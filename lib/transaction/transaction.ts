@@ -32,10 +32,14 @@ const IN_FAILED_TRANSACTION = '25P02';
 const FAILED_STATEMENT =
   'a statement in it failed and its error was caught; to carry on after a failed statement, ' +
   'catch the error around a nested transaction (a savepoint)';
+const FAILED_PARTICIPANT =
+  'a @Transactional() method that joined it threw and its error was caught; ' +
+  'give that method propagation "nested" to undo its work alone';
 
 /** A transaction, or a savepoint in one, on one client: from its BEGIN (or SAVEPOINT) to its end. */
 export class OpenTransaction implements Transaction {
   private finished = false;
+  private rollbackOnly = false;
   // Savepoints in this transaction take turns: interleaved, rolling one back would undo the other.
   private readonly nested = new Turns();
 
@@ -76,6 +80,10 @@ export class OpenTransaction implements Transaction {
 
   async commit(): Promise<void> {
     this.end('commit');
+    if (this.rollbackOnly) {
+      await this.undo();
+      throw new TransactionAbortedError(this.datasource, FAILED_PARTICIPANT);
+    }
     if (this.savepoint) return this.releaseSavepoint(this.savepoint);
     // PostgreSQL answers the COMMIT of a failed transaction with a ROLLBACK, not an error.
     const { command } = await this.lease.query('COMMIT');
@@ -96,6 +104,11 @@ export class OpenTransaction implements Transaction {
       await this.lease.query(`SAVEPOINT ${savepoint.savepoint}`);
       return savepoint.run(work);
     });
+  }
+
+  /** Records that a method which joined this transaction threw: it can no longer commit. */
+  markRollbackOnly(): void {
+    this.rollbackOnly = true;
   }
 
   /** The client, for `connection.getClient()` inside the transaction. */
