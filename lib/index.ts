@@ -8,6 +8,15 @@ export { ConnectionScopeInterceptor } from './scope-initializers/connection-scop
 export { ConnectionScopeMiddleware } from './scope-initializers/connection-scope.middleware.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
+export { Transactional } from './transaction/transactional.decorator.js';
+export type { Transaction } from './transaction/transaction.js';
+export type {
+  IsolationLevel,
+  Propagation,
+  TransactionalOptions,
+  TransactionOptions,
+  TransactionRetryOptions,
+} from './transaction/transaction-options.interface.js';
 export type { PoolModuleOptions } from './interfaces/pool-module-options.interface.js';
 export type {
   PoolModuleAsyncOptions,

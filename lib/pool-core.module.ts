@@ -1,21 +1,25 @@
 import { Global, Module, RequestMethod, type MiddlewareConsumer, type NestModule, type OnModuleInit } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 import { ConnectionScopeMiddleware } from './scope-initializers/connection-scope.middleware.js';
+import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
 /**
  * Imported once per application by every `PoolModule.forRoot*()`: holds the
  * registry of datasources, the public reader of their statistics, the
- * middleware that scopes connections to HTTP requests, and the global
- * interceptor that scopes them to every other handler (RPC, WebSocket).
+ * middleware that scopes connections to HTTP requests, the global
+ * interceptor that scopes them to every other handler (RPC, WebSocket), and
+ * the bootstrap check of `@Transactional()`.
  */
 @Global()
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     DatasourceRegistry,
     PoolStatsService,
+    TransactionalExplorer,
     ConnectionScopeInterceptor,
     { provide: APP_INTERCEPTOR, useExisting: ConnectionScopeInterceptor },
   ],

@@ -60,7 +60,8 @@ export class ConnectionScope {
   lease(datasource: Datasource): Promise<ConnectionLease> {
     if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
     const existing = this.slots.get(datasource);
-    if (existing) return existing.pending;
+    // A client closed mid-scope (its transaction could not be rolled back) is replaced by a fresh one.
+    if (existing && !existing.lease?.isReleased) return existing.pending;
     const pending = datasource.acquire(this.describeHolder);
     const slot: LeaseSlot = { pending };
     this.slots.set(datasource, slot);

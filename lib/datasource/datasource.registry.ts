@@ -68,7 +68,8 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     await this.closeAll();
   }
 
-  private async closeAll(): Promise<void> {
+  /** Ends every datasource; also for startup checks outside the registry that fail the bootstrap. */
+  async closeAll(): Promise<void> {
     await Promise.all(this.all().map((datasource) => datasource.close()));
   }
 }

@@ -1,0 +1,76 @@
+import { ConnectionScope } from '../connection/connection-scope.js';
+import type { Datasource } from '../datasource/datasource.js';
+import { TransactionPropagationError } from '../pool.errors.js';
+import { currentTransaction, transactionTurns } from './transaction-context.js';
+import { assertJoinable } from './transaction-options.js';
+import type { TransactionalOptions, TransactionOptions } from './transaction-options.interface.js';
+import { withRetries } from './transaction-retry.js';
+import { OpenTransaction, type TransactionWork } from './transaction.js';
+
+/**
+ * `connection.transaction()`: a savepoint in the transaction running on
+ * `datasource`, or else a transaction on the scope's client (retried as
+ * `options.retry` says).
+ */
+export function runInTransaction<T>(datasource: Datasource, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
+  return inScope(async (scope) => {
+    const running = currentTransaction(datasource);
+    if (running) {
+      assertJoinable(datasource.name, running.settings, options);
+      return running.nest(work);
+    }
+    return withRetries(options.retry, async () => {
+      // Asked for on each attempt: a client whose rollback failed was closed and is replaced.
+      const lease = await scope.lease(datasource);
+      return transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
+    });
+  });
+}
+
+/** `@Transactional()`: relates the call to the transaction running on `datasource` as its propagation says. */
+export function runWithPropagation<T>(
+  datasource: Datasource,
+  options: TransactionalOptions,
+  method: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  return inScope(async () => {
+    const running = currentTransaction(datasource);
+    switch (options.propagation ?? 'required') {
+      case 'required':
+        return running ? join(running, options, work) : runInTransaction(datasource, options, work);
+      case 'nested':
+        return runInTransaction(datasource, options, work);
+      case 'requiresNew':
+        return runInSeparateTransaction(datasource, options, work);
+      case 'supports':
+        return running ? join(running, options, work) : work();
+      case 'never':
+        if (running) throw new TransactionPropagationError(datasource.name, method);
+        return work();
+    }
+  });
+}
+
+/** A transaction on a client of its own, released when the transaction ends. */
+function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
+  return inScope((scope) =>
+    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(lease, scope, options, work))),
+  );
+}
+
+async function join<T>(running: OpenTransaction, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
+  assertJoinable(running.datasource, running.settings, options);
+  try {
+    return await work();
+  } catch (error) {
+    running.markRollbackOnly();
+    throw error;
+  }
+}
+
+/** Runs `work` in the current connection scope or, outside any, in one of its own. */
+function inScope<T>(work: (scope: ConnectionScope) => Promise<T>): Promise<T> {
+  const scope = ConnectionScope.current();
+  return scope ? work(scope) : ConnectionScope.run(() => inScope(work));
+}

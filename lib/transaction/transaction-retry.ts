@@ -1,0 +1,37 @@
+import { DatabaseError } from 'pg';
+import { delay } from '../pool.utils.js';
+import type { TransactionRetryOptions } from './transaction-options.interface.js';
+
+export const DEFAULT_RETRY_INITIAL_DELAY_MS = 20;
+export const DEFAULT_RETRY_MAX_DELAY_MS = 500;
+
+// serialization_failure and deadlock_detected: the server gave up on the
+// transaction because of concurrent ones; the same work may succeed if run again.
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+
+/**
+ * Runs `attempt` again after a serialization failure or a deadlock, at most
+ * `retry.maxRetries` more times, waiting longer before each retry. Without
+ * `retry` it runs once.
+ */
+export async function withRetries<T>(retry: TransactionRetryOptions | undefined, attempt: () => Promise<T>): Promise<T> {
+  for (let failures = 0; ; failures++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!retry || failures >= retry.maxRetries || !isRetryable(error)) throw error;
+      await delay(backoffMs(retry, failures));
+    }
+  }
+}
+
+function isRetryable(error: unknown): boolean {
+  return error instanceof DatabaseError && error.code !== undefined && RETRYABLE_SQLSTATES.has(error.code);
+}
+
+function backoffMs(retry: TransactionRetryOptions, failures: number): number {
+  const initial = retry.initialDelayMs ?? DEFAULT_RETRY_INITIAL_DELAY_MS;
+  const ceiling = Math.min(retry.maxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS, initial * 2 ** failures);
+  // Half fixed, half random, so transactions that collided do not retry in lockstep and collide again.
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}

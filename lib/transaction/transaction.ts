@@ -1,0 +1,186 @@
+import { DatabaseError, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
+import type { ConnectionLease, QueryInput } from '../connection/connection-lease.js';
+import type { ConnectionScope } from '../connection/connection-scope.js';
+import { TransactionAbortedError, TransactionBusyError, TransactionFinishedError } from '../pool.errors.js';
+import { currentTransaction, enterTransaction } from './transaction-context.js';
+import { beginStatement, settingsOf, type TransactionSettings } from './transaction-options.js';
+import type { TransactionOptions } from './transaction-options.interface.js';
+import { Turns } from './turns.js';
+
+/** The transaction, or savepoint, that `connection.transaction()` runs its work in. */
+export interface Transaction {
+  /** Name of the datasource it runs on. */
+  readonly datasource: string;
+  /** 0 for a transaction, 1 for a savepoint in it, 2 for a savepoint in that one, and so on. */
+  readonly depth: number;
+  /** False once committed or rolled back. */
+  readonly isActive: boolean;
+  /** Runs in this transaction, like `connection.query()` does anywhere in the work. */
+  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R extends QueryResultRow = QueryResultRow>(config: QueryConfig<unknown[]>): Promise<QueryResult<R>>;
+  /** Commits now (a savepoint: releases it) rather than when the work resolves; later queries in it throw. */
+  commit(): Promise<void>;
+  /** Rolls back now (a savepoint: to where it began) without throwing; the work's result is still returned. */
+  rollback(): Promise<void>;
+}
+
+export type TransactionWork<T> = (transaction: Transaction) => Promise<T>;
+
+// SQLSTATE of any statement but a rollback sent after a statement of the transaction failed.
+const IN_FAILED_TRANSACTION = '25P02';
+
+const FAILED_STATEMENT =
+  'a statement in it failed and its error was caught; to carry on after a failed statement, ' +
+  'catch the error around a nested transaction (a savepoint)';
+const FAILED_PARTICIPANT =
+  'a @Transactional() method that joined it threw and its error was caught; ' +
+  'give that method propagation "nested" to undo its work alone';
+
+/** A transaction, or a savepoint in one, on one client: from its BEGIN (or SAVEPOINT) to its end. */
+export class OpenTransaction implements Transaction {
+  private finished = false;
+  private rollbackOnly = false;
+  // Savepoints in this transaction take turns: interleaved, rolling one back would undo the other.
+  private readonly nested = new Turns();
+
+  private constructor(
+    readonly lease: ConnectionLease,
+    readonly scope: ConnectionScope,
+    readonly settings: TransactionSettings,
+    private readonly parent?: OpenTransaction,
+  ) {}
+
+  /** Begins a transaction on `lease`, runs `work` in it and ends it (see `run`). */
+  static async runOn<T>(lease: ConnectionLease, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
+    await lease.query(beginStatement(options));
+    return new OpenTransaction(lease, scope, settingsOf(options)).run(work);
+  }
+
+  get datasource(): string {
+    return this.lease.datasource.name;
+  }
+
+  get depth(): number {
+    return this.parent ? this.parent.depth + 1 : 0;
+  }
+
+  get isActive(): boolean {
+    return !this.finished;
+  }
+
+  async query<R extends QueryResultRow = QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    this.assertActive('query');
+    // While a savepoint runs in this transaction, its other queries wait, unless made from inside that savepoint.
+    if (this.nested.busy && !this.encloses(currentTransaction(this.lease.datasource))) {
+      await this.nested.idle();
+      this.assertActive('query');
+    }
+    return this.lease.query<R>(input, values);
+  }
+
+  async commit(): Promise<void> {
+    this.end('commit');
+    if (this.rollbackOnly) {
+      await this.undo();
+      throw new TransactionAbortedError(this.datasource, FAILED_PARTICIPANT);
+    }
+    if (this.savepoint) return this.releaseSavepoint(this.savepoint);
+    // PostgreSQL answers the COMMIT of a failed transaction with a ROLLBACK, not an error.
+    const { command } = await this.lease.query('COMMIT');
+    if (command === 'ROLLBACK') throw new TransactionAbortedError(this.datasource, FAILED_STATEMENT);
+  }
+
+  async rollback(): Promise<void> {
+    this.end('rollback');
+    await this.undo();
+  }
+
+  /** Runs `work` in a savepoint of this transaction, once the savepoints begun before it have ended. */
+  nest<T>(work: TransactionWork<T>): Promise<T> {
+    this.assertActive('begin a nested transaction');
+    return this.nested.take(async () => {
+      this.assertActive('begin a nested transaction');
+      const savepoint = new OpenTransaction(this.lease, this.scope, this.settings, this);
+      await this.lease.query(`SAVEPOINT ${savepoint.savepoint}`);
+      return savepoint.run(work);
+    });
+  }
+
+  /** Records that a method which joined this transaction threw: it can no longer commit. */
+  markRollbackOnly(): void {
+    this.rollbackOnly = true;
+  }
+
+  /** The client, for `connection.getClient()` inside the transaction. */
+  activeClient(): PoolClient {
+    this.assertActive('get its client');
+    return this.lease.client;
+  }
+
+  /**
+   * Runs `work` in this transaction and commits; when `work` throws, rolls
+   * back and rethrows its error untouched. Savepoints `work` began and did
+   * not await are waited for first.
+   */
+  private async run<T>(work: TransactionWork<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await enterTransaction(this, () => work(this));
+    } catch (error) {
+      await this.nested.idle();
+      if (this.isActive) await this.rollback().catch((rollbackError: unknown) => this.reportFailedRollback(rollbackError));
+      throw error;
+    }
+    await this.nested.idle();
+    if (this.isActive) await this.commit();
+    return result;
+  }
+
+  // Generated, never taken from input: one savepoint per depth is open at a time.
+  private get savepoint(): string | undefined {
+    return this.parent ? `npp_savepoint_${this.depth}` : undefined;
+  }
+
+  private end(operation: 'commit' | 'rollback'): void {
+    this.assertActive(operation);
+    if (this.nested.busy) throw new TransactionBusyError(this.datasource, operation);
+    this.finished = true;
+  }
+
+  private assertActive(operation: string): void {
+    if (this.finished) throw new TransactionFinishedError(this.datasource, operation);
+  }
+
+  private async releaseSavepoint(savepoint: string): Promise<void> {
+    try {
+      await this.lease.query(`RELEASE SAVEPOINT ${savepoint}`);
+    } catch (error) {
+      if (!(error instanceof DatabaseError && error.code === IN_FAILED_TRANSACTION)) throw error;
+      await this.undo();
+      throw new TransactionAbortedError(this.datasource, FAILED_STATEMENT);
+    }
+  }
+
+  private async undo(): Promise<void> {
+    const savepoint = this.savepoint;
+    try {
+      await this.lease.query(savepoint ? `ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}` : 'ROLLBACK');
+    } catch (error) {
+      // The transaction may still be open on the server, holding its locks: the connection must not be reused.
+      // (A lease already released by its scope rolls back on its own as it is handed back.)
+      if (!this.lease.isReleased) this.lease.destroy(error as Error);
+      throw error;
+    }
+  }
+
+  private reportFailedRollback(error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.lease.datasource.warn(`rolling back a failed transaction failed too (${reason}); its connection is not reused`);
+  }
+
+  /** True when `transaction` is a savepoint nested, at any depth, in this transaction. */
+  private encloses(transaction: OpenTransaction | undefined): boolean {
+    for (let inner = transaction; inner; inner = inner.parent) if (inner.parent === this) return true;
+    return false;
+  }
+}
