@@ -1,6 +1,8 @@
 export { PoolModule } from './pool.module.js';
 export { InjectConnection, InjectPool } from './pool.decorators.js';
-export { getConnectionToken, getPoolToken } from './pool.utils.js';
+export { getConnectionToken, getPoolToken, type ConnectionRouting } from './pool.utils.js';
+export { ReadFromReplica } from './replication/read-routing.js';
+export type { ReplicaStatus } from './replication/replica-set.js';
 export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
 export { PoolConnection } from './connection/pool-connection.js';
 export { ConnectionScope } from './connection/connection-scope.js';
@@ -17,7 +19,7 @@ export type {
   TransactionOptions,
   TransactionRetryOptions,
 } from './transaction/transaction-options.interface.js';
-export type { PoolModuleOptions } from './interfaces/pool-module-options.interface.js';
+export type { PoolModuleOptions, ReplicaOptions } from './interfaces/pool-module-options.interface.js';
 export type {
   PoolModuleAsyncOptions,
   PoolModuleFactoryOptions,

@@ -10,3 +10,5 @@ export const POOL_LOGGER_CONTEXT = 'PoolModule';
 /** Default `connectionTimeoutMillis`: how long an acquire may wait, so no request hangs for ever. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 export const DEFAULT_LIFETIME_JITTER = 0.1;
+/** Default `replicaRetryMillis`: how long a failed replica is skipped. */
+export const DEFAULT_REPLICA_RETRY_MS = 5000;

@@ -1,5 +1,5 @@
 import { Inject } from '@nestjs/common';
-import { getConnectionToken, getPoolToken } from './pool.utils.js';
+import { getConnectionToken, getPoolToken, type ConnectionRouting } from './pool.utils.js';
 
 /** Injects the `pg.Pool` of a datasource (default `'default'`). */
 export const InjectPool = (name?: string): ParameterDecorator & PropertyDecorator =>
@@ -7,7 +7,8 @@ export const InjectPool = (name?: string): ParameterDecorator & PropertyDecorato
 
 /**
  * Injects the `PoolConnection` of a datasource (default `'default'`): a
- * singleton whose queries run on the client of the current request.
+ * singleton whose queries run on the client of the current request. With
+ * `{ replica: true }`, its reads go to one of the datasource's replicas.
  */
-export const InjectConnection = (name?: string): ParameterDecorator & PropertyDecorator =>
-  Inject(getConnectionToken(name));
+export const InjectConnection = (name?: string, routing?: ConnectionRouting): ParameterDecorator & PropertyDecorator =>
+  Inject(getConnectionToken(name, routing));

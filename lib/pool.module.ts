@@ -61,8 +61,13 @@ export class PoolModule {
           useFactory: (datasource: Datasource) => new PoolConnection(datasource),
           inject: [datasourceToken],
         },
+        {
+          provide: getConnectionToken(name, { replica: true }),
+          useFactory: (datasource: Datasource) => new PoolConnection(datasource, true),
+          inject: [datasourceToken],
+        },
       ],
-      exports: [getPoolToken(name), getConnectionToken(name), datasourceToken],
+      exports: [getPoolToken(name), getConnectionToken(name), getConnectionToken(name, { replica: true }), datasourceToken],
     };
   }
 }

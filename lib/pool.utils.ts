@@ -5,9 +5,15 @@ export function getPoolToken(name: string = DEFAULT_DATASOURCE_NAME): string {
   return `PgPool(${name})`;
 }
 
+/** How `@InjectConnection()` routes reads. */
+export interface ConnectionRouting {
+  /** Read statements go to a replica of the datasource (see `replicas`); writes still go to the primary. */
+  replica?: boolean;
+}
+
 /** Injection token of the scoped `PoolConnection` of a datasource. */
-export function getConnectionToken(name: string = DEFAULT_DATASOURCE_NAME): string {
-  return `PoolConnection(${name})`;
+export function getConnectionToken(name: string = DEFAULT_DATASOURCE_NAME, routing: ConnectionRouting = {}): string {
+  return routing.replica ? `PoolConnection(${name}, replica)` : `PoolConnection(${name})`;
 }
 
 /** Injection token of the module's internal `Datasource` object. */

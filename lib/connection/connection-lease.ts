@@ -3,6 +3,7 @@ import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
+import { mayHaveWritten } from '../replication/read-routing.js';
 import { sendCancelRequest } from './cancel-request.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction } from './pg-client-state.js';
 
@@ -48,13 +49,22 @@ export class ConnectionLease {
     return this.released;
   }
 
+  /**
+   * Set once a statement that may have written ran on this client (tracked
+   * only for datasources with replicas): the scope's reads then stay on the
+   * primary, so a request always reads its own writes.
+   */
+  wrote = false;
+
   async query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.released) throw new ConnectionScopeClosedError(this.datasource.name);
     if (this.brokenBy) throw this.failure(this.brokenBy);
     if (this.datasource.options.transactionPooling) assertFitsTransactionPooling(this.datasource.name, input);
     this.running++;
     try {
-      return await this.client.query<R>(input, values as unknown[] | undefined);
+      const result = await this.client.query<R>(input, values as unknown[] | undefined);
+      if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+      return result;
     } catch (error) {
       // A DatabaseError is the server answering, unless it is FATAL (the
       // server ends the session: pg_terminate_backend, shutdown); anything

@@ -83,6 +83,12 @@ export class ConnectionScope {
     return pending;
   }
 
+  /** @internal The scope's client of `datasource` if it already holds one. */
+  heldLease(datasource: Datasource): ConnectionLease | undefined {
+    const lease = this.slots.get(datasource)?.lease;
+    return lease?.isReleased ? undefined : lease;
+  }
+
   /** Ends the scope and hands every client back (once its running query ends). */
   close(): void {
     this.end(false);

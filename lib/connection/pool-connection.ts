@@ -6,7 +6,11 @@ import { currentTransaction, outsideTransactions } from '../transaction/transact
 import { validateTransactionOptions } from '../transaction/transaction-options.js';
 import type { TransactionOptions } from '../transaction/transaction-options.interface.js';
 import type { Transaction } from '../transaction/transaction.js';
+import { isReadStatement, prefersReplica } from '../replication/read-routing.js';
+import { queryReplica } from '../replication/query-replica.js';
+import type { QueryInput } from './connection-lease.js';
 import { ConnectionScope } from './connection-scope.js';
+import { isInTransaction } from './pg-client-state.js';
 
 /**
  * What `@InjectConnection()` gives: a singleton whose queries run on the
@@ -16,7 +20,11 @@ import { ConnectionScope } from './connection-scope.js';
  * a client of its own, like `pool.query`.
  */
 export class PoolConnection {
-  constructor(private readonly datasource: Datasource) {}
+  constructor(
+    private readonly datasource: Datasource,
+    /** Reads go to a replica when the datasource has one (`@InjectConnection(name, { replica: true })`). */
+    private readonly readsFromReplica = false,
+  ) {}
 
   /** Name of the datasource this connection belongs to. */
   get name(): string {
@@ -32,10 +40,26 @@ export class PoolConnection {
     const transaction = currentTransaction(this.datasource);
     if (transaction) return transaction.query<R>(input, values);
     const scope = ConnectionScope.current();
+    const replicas = this.datasource.replicas;
+    if (replicas && this.mayReadFromReplica(input, scope)) {
+      const result = await queryReplica<R>(replicas, scope, input, values);
+      if (result) return result;
+    }
     if (!scope) return this.datasource.withLease((lease) => lease.query<R>(input, values));
     const lease = await scope.lease(this.datasource);
     await outsideTransactions(lease);
     return lease.query<R>(input, values);
+  }
+
+  /**
+   * A replica may answer a read statement when this connection or the running
+   * method (`@ReadFromReplica()`) asks for it, and the request has neither a
+   * transaction open on the primary nor a write there to read back.
+   */
+  private mayReadFromReplica(input: QueryInput, scope: ConnectionScope | undefined): boolean {
+    if (!(this.readsFromReplica || prefersReplica()) || !isReadStatement(input)) return false;
+    const primary = scope?.heldLease(this.datasource);
+    return !primary || (!primary.wrote && !isInTransaction(primary.client));
   }
 
   /**

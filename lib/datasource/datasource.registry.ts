@@ -6,8 +6,9 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
-import { POOL_LOGGER_CONTEXT } from '../pool.constants.js';
+import { DEFAULT_REPLICA_RETRY_MS, POOL_LOGGER_CONTEXT } from '../pool.constants.js';
 import { DatasourceNotFoundError, DuplicateDatasourceError } from '../pool.errors.js';
+import { ReplicaSet } from '../replication/replica-set.js';
 import { Datasource } from './datasource.js';
 import { validatePoolOptions } from './pool-options.js';
 
@@ -25,7 +26,7 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
   create(name: string, options: PoolModuleOptions): Datasource {
     validatePoolOptions(name, options);
     if (this.datasources.has(name)) throw new DuplicateDatasourceError(name);
-    const datasource = new Datasource(name, options, this.logger);
+    const datasource = new Datasource(name, options, this.logger, this.createReplicaSet(name, options));
     this.datasources.set(name, datasource);
     return datasource;
   }
@@ -51,6 +52,21 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
       await this.closeAll();
       throw failed.reason;
     }
+    await Promise.all(this.all().map((datasource) => datasource.replicas?.check()));
+  }
+
+  private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
+    if (!options.replicas?.length) return undefined;
+    // A replica takes the primary's pool settings, not where it connects.
+    const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, ...inherited } = options;
+    const replicaDatasources = replicas.map((replica, index) => {
+      const replicaName = `${name} (replica ${index + 1})`;
+      // An unreachable replica is skipped, not waited for: no startup retries.
+      const replicaOptions: PoolModuleOptions = { ...inherited, retryAttempts: 0, ...replica, name: replicaName };
+      validatePoolOptions(replicaName, replicaOptions);
+      return new Datasource(replicaName, replicaOptions, this.logger);
+    });
+    return new ReplicaSet(replicaDatasources, replicaRetryMillis ?? DEFAULT_REPLICA_RETRY_MS);
   }
 
   /**

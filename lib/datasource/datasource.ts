@@ -18,6 +18,7 @@ import {
   type PoolCounts,
 } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
+import type { ReplicaSet } from '../replication/replica-set.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 
@@ -51,6 +52,8 @@ export class Datasource {
     readonly name: string,
     readonly options: PoolModuleOptions,
     private readonly logger: Logger,
+    /** Where reads may go instead, when this datasource has replicas. */
+    readonly replicas?: ReplicaSet,
   ) {
     const {
       name: _name,
@@ -63,6 +66,8 @@ export class Datasource {
       maxLifetimeSeconds: _lifetime,
       maxLifetimeJitter: _jitter,
       transactionPooling: _transactionPooling,
+      replicas: _replicas,
+      replicaRetryMillis: _replicaRetry,
       ...poolConfig
     } = options;
     this.pool = new pg.Pool({
@@ -166,7 +171,7 @@ export class Datasource {
    * back, closes the connections of those that did not, then ends the pool.
    */
   close(): Promise<void> {
-    this.closing ??= this.drainAndEnd();
+    this.closing ??= Promise.all([this.drainAndEnd(), this.replicas?.close()]).then(() => undefined);
     return this.closing;
   }
 

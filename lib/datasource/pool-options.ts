@@ -17,6 +17,7 @@ const NON_NEGATIVE_OPTIONS = [
   'drainTimeoutMillis',
   'maxWaitingClients',
   'leakDetectionThreshold',
+  'replicaRetryMillis',
 ] as const;
 
 /** node-postgres' own default for `max`. */
@@ -49,7 +50,14 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
   if (jitter !== undefined && !(typeof jitter === 'number' && jitter >= 0 && jitter <= 1)) {
     fail('maxLifetimeJitter', `must be a number from 0 to 1, got ${String(jitter)}`);
   }
+  if (options.replicas !== undefined && !(Array.isArray(options.replicas) && options.replicas.every(isObject))) {
+    fail('replicas', 'must be an array of replica connection options');
+  }
   if (options.resetOnRelease !== undefined && (typeof options.resetOnRelease !== 'string' || !options.resetOnRelease.trim())) {
     fail('resetOnRelease', 'must be a non-empty SQL string');
   }
+}
+
+function isObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null;
 }

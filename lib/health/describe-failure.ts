@@ -1,5 +1,5 @@
 import { DatabaseError } from 'pg';
-import { PoolClosedError } from '../pool.errors.js';
+import { PoolClosedError, PoolExhaustedError, PoolQueueFullError } from '../pool.errors.js';
 
 // Short reasons for what a ping can run into. They are what /health shows:
 // fixed words, never a server message that could carry a user or host name.
@@ -31,6 +31,8 @@ const REASON_BY_MESSAGE: Readonly<Record<string, string>> = {
 /** A short, secret-free reason for a failed ping. */
 export function describeFailure(error: unknown): string {
   if (error instanceof PoolClosedError) return 'datasource shutting down';
+  if (error instanceof PoolExhaustedError || error instanceof PoolQueueFullError) return 'pool exhausted';
+  if (error instanceof Error && error.name === 'TimeoutError') return 'timeout';
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && REASON_BY_CODE[code]) return REASON_BY_CODE[code];
   if (typeof message === 'string' && REASON_BY_MESSAGE[message]) return REASON_BY_MESSAGE[message];

@@ -18,3 +18,10 @@ export interface PoolCheckOptions {
   /** Degraded when the share of connections in use (0 to 1) passes this. Default 0.9. */
   maxUtilization?: number;
 }
+
+export interface ReplicaCheckOptions {
+  /** Datasource whose replicas to check. Default `'default'`. */
+  name?: string;
+  /** Milliseconds each replica has to answer `SELECT 1`. Default 1000. */
+  timeout?: number;
+}

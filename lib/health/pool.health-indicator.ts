@@ -5,7 +5,7 @@ import { PoolStatsService } from '../datasource/pool-stats.service.js';
 import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
 import { describeFailure } from './describe-failure.js';
 import { ping } from './ping.js';
-import type { PingCheckOptions, PoolCheckOptions } from './pool-health-options.interface.js';
+import type { PingCheckOptions, PoolCheckOptions, ReplicaCheckOptions } from './pool-health-options.interface.js';
 
 const DEFAULT_PING_TIMEOUT_MS = 1000;
 const DEFAULT_MAX_UTILIZATION = 0.9;
@@ -67,5 +67,35 @@ export class PoolHealthIndicator {
       return session.degraded({ ...data, message: `${inUse} of ${max} connections in use (more than ${Math.round(maxUtilization * 100)}%)` });
     }
     return session.up(data);
+  }
+
+  /**
+   * Pings every replica of a datasource (each within `timeout`) and puts the
+   * ones that answer back in rotation, the others out: up when all answer,
+   * degraded (HTTP 200: reads fall back to the primary) when some or all do
+   * not, each replica listed by name with its state. Up, with no list, for a
+   * datasource without replicas.
+   */
+  async replicaCheck<const Key extends string>(key: Key, options: ReplicaCheckOptions = {}): Promise<HealthIndicatorResult<Key>> {
+    const replicas = this.registry.get(options.name ?? DEFAULT_DATASOURCE_NAME).replicas;
+    const session = this.health.check(key);
+    if (!replicas) return session.up({ replicas: [] });
+    const timeout = options.timeout ?? DEFAULT_PING_TIMEOUT_MS;
+    const states = await Promise.all(
+      replicas.replicas.map(async (replica) => {
+        try {
+          await ping(replica, AbortSignal.timeout(timeout));
+          replicas.markUp(replica);
+          return { name: replica.name, up: true };
+        } catch (error) {
+          const reason = describeFailure(error);
+          replicas.markDown(replica, reason);
+          return { name: replica.name, up: false, reason };
+        }
+      }),
+    );
+    const down = states.filter((state) => !state.up).length;
+    if (down === 0) return session.up({ replicas: states });
+    return session.degraded({ replicas: states, message: `${down} of ${states.length} replicas down; their reads go elsewhere` });
   }
 }

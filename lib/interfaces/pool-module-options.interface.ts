@@ -47,4 +47,17 @@ export interface PoolModuleOptions extends PoolConfig {
    * statements) fail with `SessionStateError` instead of misbehaving.
    */
   transactionPooling?: boolean;
+  /**
+   * Read replicas of this datasource. Each takes the primary's pool settings
+   * (max, timeouts, ssl, user, password, database, …) except where and how to
+   * connect: give each its `connectionString` or `host`/`port`, and anything
+   * else that differs. Reads are routed to them only where asked for
+   * (`@InjectConnection(name, { replica: true })`, `@ReadFromReplica()`).
+   */
+  replicas?: ReplicaOptions[];
+  /** How long a replica that failed stays out of rotation before it is tried again. Default 5000 ms. */
+  replicaRetryMillis?: number;
 }
+
+/** Where one read replica is, and any pool setting that differs from the primary's. */
+export type ReplicaOptions = Omit<PoolModuleOptions, 'name' | 'replicas' | 'replicaRetryMillis'>;

@@ -5,7 +5,7 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 import { AppProcess } from './support/app-process.js';
 import { FaultFigures } from './support/figures.js';
 import { Load, send, tally, type Outcome } from './support/load.js';
-import { PgCluster } from './support/pg-cluster.js';
+import { PgCluster } from '../support/pg-cluster.js';
 
 // The fault suite: the application runs in a child process (a crash is an
 // exit), load comes over HTTP, faults are injected with a throwaway

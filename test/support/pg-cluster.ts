@@ -28,11 +28,11 @@ async function binDir(): Promise<string> {
   } catch {
     // no pg_config either
   }
-  throw new Error('the fault suite needs the PostgreSQL server binaries (initdb, pg_ctl): set PG_BIN to their folder');
+  throw new Error('throwaway clusters need the PostgreSQL server binaries (initdb, pg_ctl): set PG_BIN to their folder');
 }
 
 /**
- * A throwaway PostgreSQL cluster of the fault suite's own, to stop and start
+ * A throwaway PostgreSQL cluster of a suite's own, to stop and start
  * at will (the shared server on 5432 is never touched): initdb into a temp
  * folder, a free port, a socket folder of its own; `destroy()` stops it and
  * removes both folders. PostgreSQL refuses to run as root, so when the suite
@@ -54,8 +54,28 @@ export class PgCluster {
   }
 
   static async create(): Promise<PgCluster> {
+    return PgCluster.make((cluster) =>
+      cluster.pg('initdb', ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions']),
+    );
+  }
+
+  /**
+   * A hot standby streaming from `primary`: `pg_basebackup -R` into a folder
+   * of its own (initdb's trust setup already lets 127.0.0.1 replicate).
+   */
+  static async replicaOf(primary: PgCluster): Promise<PgCluster> {
+    return PgCluster.make((cluster) =>
+      cluster.pg('pg_basebackup', [
+        ...['-D', cluster.dataDir, '-h', primary.host, '-p', String(primary.port), '-U', 'postgres'],
+        ...['-R', '-X', 'stream', '--no-sync'],
+      ]),
+    );
+  }
+
+  /** A folder the server's OS user owns, a free port, `fill` to lay the data folder, then a start. */
+  private static async make(fill: (cluster: PgCluster) => Promise<void>): Promise<PgCluster> {
     const bin = await binDir();
-    const root = await mkdtemp(join(tmpdir(), 'npp-faults-pg-'));
+    const root = await mkdtemp(join(tmpdir(), 'npp-pg-'));
     try {
       if (isRoot()) {
         const { stdout } = await run('id', ['-u', OS_USER]);
@@ -63,7 +83,7 @@ export class PgCluster {
         await chown(root, Number(stdout.trim()), Number(gid.trim()));
       }
       const cluster = new PgCluster(bin, root, await freePort());
-      await cluster.pg('initdb', ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions']);
+      await fill(cluster);
       await cluster.start();
       return cluster;
     } catch (error) {
