@@ -9,7 +9,7 @@ import { ConnectionScope, getConnectionToken, getPoolToken, PoolClosedError, Poo
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { createHttpApp } from './support/http-app.js';
-import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 
 /** What GET /health checks; each test sets its own list. */
 class HealthChecks {
@@ -76,7 +76,7 @@ describe('PoolHealthIndicator', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('health');
-    proxy = await startTcpProxy(serverAddress());
+    proxy = await TcpProxy.start(serverAddress());
     checks = new HealthChecks();
     app = await createHttpApp(
       {
@@ -146,7 +146,7 @@ describe('PoolHealthIndicator', () => {
     expect(stats.get('proxied')).toMatchObject({ inUse: 1, waiting: 0 });
 
     const released = poolEvents(pool, 'release', 1);
-    proxy.resumeResponses();
+    proxy.restore();
     await released;
     expect(stats.get('proxied')).toMatchObject({ inUse: 0, idle: 1 });
     expect((await indicator.pingCheck('proxied', { name: 'proxied' })).proxied.status).toBe('up');

@@ -5,7 +5,7 @@ import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { RecordingLogger } from './support/recording-logger.js';
-import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 
 /** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
 function metric(text: string, series: string): number | undefined {
@@ -110,7 +110,7 @@ describe('sample app with a datasource down', () => {
   beforeAll(async () => {
     [main, audit] = await Promise.all([createTestDatabase('sample_main'), createTestDatabase('sample_audit')]);
     // The audit database is reached through a proxy, whose port is then closed.
-    proxy = await startTcpProxy(serverAddress());
+    proxy = await TcpProxy.start(serverAddress());
     sample = await createSampleApp(
       {
         databaseUrl: connectionUrl(main.options),
