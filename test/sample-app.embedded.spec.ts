@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import supertest from 'supertest';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
-import { RecordingLogger } from './support/recording-logger.js';
+import { CapturingLogger } from './support/capturing-logger.js';
 
 /** A port of 127.0.0.1 that nothing listens on: one the system just handed out and took back. */
 async function closedPort(): Promise<number> {
@@ -15,7 +15,7 @@ async function closedPort(): Promise<number> {
 // PGlite serves one query at a time across its connections: only functional checks run here.
 describe('sample app with no database server', () => {
   let sample: SampleApp;
-  const logger = new RecordingLogger();
+  const logger = new CapturingLogger();
 
   beforeAll(async () => {
     const port = await closedPort();
@@ -25,7 +25,7 @@ describe('sample app with no database server', () => {
   afterAll(() => sample?.close());
 
   it('starts an embedded PostgreSQL and says so in one line', () => {
-    const lines = logger.lines.filter((line) => line.includes('embedded PostgreSQL'));
+    const lines = logger.messages.filter((line) => line.includes('embedded PostgreSQL'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^No DATABASE_URL and no PostgreSQL on 127\.0\.0\.1:\d+: started an embedded PostgreSQL \(PGlite/);
   });

@@ -4,7 +4,7 @@ import { ConnectionScope, getConnectionToken, getPoolToken, PoolConnection } fro
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
-import { RecordingLogger } from './support/recording-logger.js';
+import { CapturingLogger } from './support/capturing-logger.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 /** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
@@ -29,7 +29,7 @@ function poolEmptied(pool: Pool): Promise<void> {
 describe('sample app on a PostgreSQL server', () => {
   let db: TestDatabase;
   let sample: SampleApp;
-  const logger = new RecordingLogger();
+  const logger = new CapturingLogger();
 
   beforeAll(async () => {
     db = await createTestDatabase('sample');
@@ -46,7 +46,7 @@ describe('sample app on a PostgreSQL server', () => {
   const http = (): ReturnType<typeof supertest> => supertest(sample.app.getHttpServer());
 
   it('creates the audit database, beside the default one, and uses it for the audit datasource', async () => {
-    expect(logger.lines).toContain(`Created database "${db.name}_audit"`);
+    expect(logger.messages).toContain(`Created database "${db.name}_audit"`);
     const { rows } = await sample.app.get<Pool>(getPoolToken('audit')).query<{ db: string }>('SELECT current_database() AS db');
     expect(rows[0].db).toBe(`${db.name}_audit`);
   });
@@ -118,7 +118,7 @@ describe('sample app with a datasource down', () => {
         port: 0,
         localPostgres: serverAddress(),
       },
-      new RecordingLogger(),
+      new CapturingLogger(),
     );
   });
 
