@@ -5,9 +5,10 @@ import { DatabaseError } from 'pg';
 import supertest from 'supertest';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import { describeFailure } from '../lib/health/describe-failure.js';
-import { ConnectionScope, getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
+import { getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { holdClients } from './support/hold-client.js';
 import { createHttpApp } from './support/http-app.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -40,29 +41,6 @@ function poolEvents(pool: Pool, event: 'release' | 'remove', times: number): Pro
     };
     pool.on(event, listener);
   });
-}
-
-/** Holds `count` clients of a datasource, each in a scope of its own, until `release()`. */
-async function holdClients(connection: PoolConnection, count: number): Promise<{ release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  const held: Array<Promise<void>> = [];
-  const jobs = Array.from({ length: count }, () => {
-    let onHeld!: () => void;
-    held.push(new Promise<void>((resolve) => (onHeld = resolve)));
-    return ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      onHeld();
-      await released;
-    });
-  });
-  await Promise.all(held);
-  return {
-    release: async () => {
-      release();
-      await Promise.all(jobs);
-    },
-  };
 }
 
 describe('PoolHealthIndicator', () => {

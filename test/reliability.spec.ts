@@ -19,6 +19,7 @@ import {
 import { CapturingLogger } from './support/capturing-logger.js';
 import { adminQuery, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
+import { holdClient } from './support/hold-client.js';
 import { ADAPTERS, type AdapterName } from './support/http-app.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -593,21 +594,12 @@ describe('shutdown', () => {
   it('refuses an acquisition waiting for a client at once, and still waits for the client in use', async () => {
     // No acquire timeout: only the shutdown can end the wait.
     const { app, connection, pool } = await startContext(optionsFor({ max: 1, connectionTimeoutMillis: 0 }));
-    const holding = new Deferred();
-    const finish = new Deferred();
-    const job = ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      holding.resolve();
-      await finish.promise;
-      return (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one;
-    });
-    await holding.promise;
+    const job = await holdClient(connection, async () => (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one);
     const waiting = ConnectionScope.run(() => connection.query('SELECT 1'));
     await waitFor(async () => (pool.waitingCount === 1 ? true : undefined), 'a second job to wait for the client');
     const closing = app.close();
     await expect(waiting).rejects.toBeInstanceOf(PoolClosedError);
-    finish.resolve();
-    await expect(job).resolves.toBe(1);
+    await expect(job.release()).resolves.toBe(1);
     await closing;
     expect(pool.ended).toBe(true);
   });

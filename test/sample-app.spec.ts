@@ -1,10 +1,11 @@
 import type { Pool } from 'pg';
 import supertest from 'supertest';
-import { ConnectionScope, getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
+import { getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { CapturingLogger } from './support/capturing-logger.js';
+import { holdClient } from './support/hold-client.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 /** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
@@ -77,25 +78,14 @@ describe('sample app on a PostgreSQL server', () => {
   });
 
   it('serves live /metrics: a held connection shows as active', async () => {
-    const connection = sample.app.get<PoolConnection>(getConnectionToken());
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let onHeld!: () => void;
-    const held = new Promise<void>((resolve) => (onHeld = resolve));
-    const job = ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      onHeld();
-      await released;
-    });
-    await held;
+    const held = await holdClient(sample.app.get<PoolConnection>(getConnectionToken()));
     const during = await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/);
     expect(metric(during.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(1);
     expect(metric(during.text, 'pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
     // The CRUD test's audit writes: one connection lent per request.
     expect(metric(during.text, 'pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
 
-    release();
-    await job;
+    await held.release();
     const after = await http().get('/metrics').expect(200);
     expect(metric(after.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(0);
   });
