@@ -3,7 +3,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type { AddressInfo } from 'node:net';
-import pg, { type Pool } from 'pg';
+import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
   ConnectionFailedError,
@@ -17,28 +17,13 @@ import {
   type PoolModuleOptions,
 } from '../lib/index.js';
 import { CapturingLogger } from './support/capturing-logger.js';
-import { adminQuery, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
-import { Deferred } from './support/deferred.js';
+import { adminQuery, applicationBackends, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { holdClient } from './support/hold-client.js';
 import { ADAPTERS, type AdapterName } from './support/http-app.js';
+import { Probe } from './support/probe.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 const PID = 'SELECT pg_backend_pid() AS pid';
-
-/**
- * Lets a test follow a handler: `held` tells which backend it holds once its
- * first query ran, `gate` is what it then awaits, `outcome` what it ended with.
- */
-class Probe {
-  held = new Deferred<number>();
-  gate = new Deferred();
-  outcome = new Deferred<unknown>();
-  reset(): void {
-    this.held = new Deferred<number>();
-    this.gate = new Deferred();
-    this.outcome = new Deferred<unknown>();
-  }
-}
 
 @Injectable()
 class Repository {
@@ -222,15 +207,6 @@ async function backendExists(pid: number): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** Backends of one application (told apart by application_name), by state. */
-async function appBackends(applicationName: string): Promise<Array<{ pid: number; state: string | null }>> {
-  const { rows } = await adminQuery<{ pid: number; state: string | null }>(
-    'SELECT pid, state FROM pg_stat_activity WHERE application_name = $1',
-    [applicationName],
-  );
-  return rows;
-}
-
 let db: TestDatabase;
 let appCount = 0;
 
@@ -239,20 +215,9 @@ function optionsFor(extra: PoolModuleOptions = {}): PoolModuleOptions & { applic
   return { ...db.options, application_name: `npp-reliability-${++appCount}`, ...extra };
 }
 
-/** Runs one statement on the suite's database, outside the application. */
-async function dbQuery(text: string): Promise<void> {
-  const client = new pg.Client(db.options);
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
-
 beforeAll(async () => {
   db = await createTestDatabase('reliability');
-  await dbQuery('CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL UNIQUE)');
+  await db.query('CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL UNIQUE)');
 });
 
 afterAll(async () => {
@@ -348,14 +313,14 @@ describe('transactions left open by a handler', () => {
   afterAll(() => s?.app.close());
   beforeEach(async () => {
     s.probe.reset();
-    await dbQuery('TRUNCATE items');
+    await db.query('TRUNCATE items');
   });
 
   /** The next borrower of the (single) client: same backend, no open transaction, no uncommitted row. */
   async function expectCleanClient(pid: number): Promise<void> {
     const { body } = await s.http().get('/transaction-state').expect(200);
     expect(body).toEqual({ pid, xid: null, labels: [] });
-    expect((await appBackends(applicationName)).filter((b) => b.state === 'idle in transaction')).toEqual([]);
+    expect((await applicationBackends(applicationName)).filter((b) => b.state === 'idle in transaction')).toEqual([]);
   }
 
   it('rolls back the transaction of a handler that ran BEGIN and threw', async () => {
@@ -548,7 +513,7 @@ describe('other pool options', () => {
     const s = await startApp(options);
     try {
       expect({ total: s.pool.totalCount, idle: s.pool.idleCount }).toEqual({ total: 3, idle: 3 });
-      expect(await appBackends(options.application_name)).toHaveLength(3);
+      expect(await applicationBackends(options.application_name)).toHaveLength(3);
     } finally {
       await s.app.close();
     }

@@ -1,16 +1,7 @@
-import { createServer, type AddressInfo } from 'node:net';
 import supertest from 'supertest';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { CapturingLogger } from './support/capturing-logger.js';
-
-/** A port of 127.0.0.1 that nothing listens on: one the system just handed out and took back. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from './support/free-port.js';
 
 // PGlite serves one query at a time across its connections: only functional checks run here.
 describe('sample app with no database server', () => {
@@ -18,7 +9,7 @@ describe('sample app with no database server', () => {
   const logger = new CapturingLogger();
 
   beforeAll(async () => {
-    const port = await closedPort();
+    const port = await freePort();
     sample = await createSampleApp({ port: 0, localPostgres: { host: '127.0.0.1', port } }, logger);
   });
 

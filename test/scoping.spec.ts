@@ -6,6 +6,7 @@ import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { ADAPTERS, createHttpApp } from './support/http-app.js';
+import { Probe } from './support/probe.js';
 
 @Injectable()
 class FirstService {
@@ -25,30 +26,12 @@ class SecondService {
   }
 }
 
-/** Lets a test follow a handler that is blocked in the database. */
-class SleepProbe {
-  started!: Promise<number>;
-  finished!: Promise<unknown>;
-  private onStarted!: (pid: number) => void;
-  private onFinished!: (outcome: unknown) => void;
-  reset(): void {
-    this.started = new Promise((resolve) => (this.onStarted = resolve));
-    this.finished = new Promise((resolve) => (this.onFinished = resolve));
-  }
-  start(pid: number): void {
-    this.onStarted(pid);
-  }
-  finish(outcome: unknown): void {
-    this.onFinished(outcome);
-  }
-}
-
 @Controller()
 class ScopeController {
   constructor(
     private readonly first: FirstService,
     private readonly second: SecondService,
-    private readonly probe: SleepProbe,
+    private readonly probe: Probe,
   ) {}
 
   @Get('pids')
@@ -71,12 +54,12 @@ class ScopeController {
   @Get('sleep')
   async sleep(): Promise<string> {
     try {
-      this.probe.start(await this.first.pid());
+      this.probe.held.resolve(await this.first.pid());
       await this.first.connection.query('SELECT pg_sleep(30)');
-      this.probe.finish('completed');
+      this.probe.outcome.resolve('completed');
       return 'slept';
     } catch (error) {
-      this.probe.finish(error);
+      this.probe.outcome.resolve(error);
       throw error;
     }
   }
@@ -91,7 +74,7 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
   let db: TestDatabase;
   let app: INestApplication;
   let pool: Pool;
-  const probe = new SleepProbe();
+  const probe = new Probe();
 
   beforeAll(async () => {
     db = await createTestDatabase('scoping');
@@ -99,7 +82,7 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
       {
         imports: [PoolModule.forRoot({ ...db.options, max: 5 })],
         controllers: [ScopeController],
-        providers: [FirstService, SecondService, { provide: SleepProbe, useValue: probe }],
+        providers: [FirstService, SecondService, { provide: Probe, useValue: probe }],
       },
       adapter,
     );
@@ -153,13 +136,13 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     const req = httpRequest({ host: '127.0.0.1', port, path: '/sleep' });
     req.on('error', () => undefined);
     req.end();
-    const pid = await probe.started;
+    const pid = await probe.held.promise;
     await waitFor(
       async () => (await backendStates(db.name)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes('pg_sleep')),
       'pg_sleep to run',
     );
     req.destroy();
-    const outcome = await probe.finished;
+    const outcome = await probe.outcome.promise;
     expect(outcome).toBeInstanceOf(Error);
     expect((outcome as { code?: string }).code).toBe('57014'); // query_canceled
     expect(checkedOut()).toBe(0);

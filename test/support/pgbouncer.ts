@@ -1,28 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PoolModuleOptions } from '../../lib/index.js';
 import { serverConfig, waitFor } from './database.js';
+import { freePort } from './free-port.js';
 
 export interface PgBouncer {
   readonly port: number;
   /** Options that reach `database` through this PgBouncer. */
   optionsFor(database: string): PoolModuleOptions;
   stop(): Promise<void>;
-}
-
-/** A free TCP port on the loopback interface. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
