@@ -8,19 +8,9 @@ import { connectionUrl } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { holdClient } from './support/hold-client.js';
 import { createHttpApp } from './support/http-app.js';
+import { parseExposition } from './support/prometheus.js';
 
 const SECRET = 'Sup3r-Secret-Passw0rd';
-
-/** `name{labels}` → value, for every sample of a Prometheus text exposition. */
-function parseExposition(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 describe('Prometheus metrics', () => {
   const registry = new Registry();

@@ -6,13 +6,8 @@ import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { CapturingLogger } from './support/capturing-logger.js';
 import { holdClient } from './support/hold-client.js';
+import { parseExposition } from './support/prometheus.js';
 import { TcpProxy } from './support/tcp-proxy.js';
-
-/** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
-function metric(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 /** Resolves once `pool` has closed every connection. */
 function poolEmptied(pool: Pool): Promise<void> {
@@ -79,15 +74,15 @@ describe('sample app on a PostgreSQL server', () => {
 
   it('serves live /metrics: a held connection shows as active', async () => {
     const held = await holdClient(sample.app.get<PoolConnection>(getConnectionToken()));
-    const during = await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/);
-    expect(metric(during.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(1);
-    expect(metric(during.text, 'pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
+    const during = parseExposition((await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/)).text);
+    expect(during.get('pg_pool_connections{datasource="default",state="active"}')).toBe(1);
+    expect(during.get('pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
     // The CRUD test's audit writes: one connection lent per request.
-    expect(metric(during.text, 'pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
+    expect(during.get('pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
 
     await held.release();
-    const after = await http().get('/metrics').expect(200);
-    expect(metric(after.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(0);
+    const after = parseExposition((await http().get('/metrics').expect(200)).text);
+    expect(after.get('pg_pool_connections{datasource="default",state="active"}')).toBe(0);
   });
 });
 
