@@ -17,7 +17,7 @@ import {
   type PoolModuleOptions,
 } from '../lib/index.js';
 import { CapturingLogger } from './support/capturing-logger.js';
-import { adminQuery, applicationBackends, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { adminQuery, applicationBackends, createTestDatabase, waitFor, waitForRunningQuery, type TestDatabase } from './support/database.js';
 import { holdClient } from './support/hold-client.js';
 import { ADAPTERS, type AdapterName } from './support/http-app.js';
 import { Probe } from './support/probe.js';
@@ -45,18 +45,6 @@ class ReliabilityController {
     return this.repository.connection;
   }
 
-  /** Reports what the handler ended with, then rethrows. */
-  private async followed<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      const result = await work();
-      this.probe.outcome.resolve(result);
-      return result;
-    } catch (error) {
-      this.probe.outcome.resolve(error);
-      throw error;
-    }
-  }
-
   @Get('pid')
   pid(): Promise<number> {
     return this.repository.pid();
@@ -65,7 +53,7 @@ class ReliabilityController {
   /** One query, then waits for the test to open the gate, then a second query. */
   @Get('hold')
   hold(): Promise<number[]> {
-    return this.followed(async () => {
+    return this.probe.follow(async () => {
       const first = await this.repository.pid();
       this.probe.held.resolve(first);
       await this.probe.gate.promise;
@@ -75,7 +63,7 @@ class ReliabilityController {
 
   @Get('sleep/:seconds')
   sleep(@Param('seconds') seconds: string): Promise<number> {
-    return this.followed(async () => {
+    return this.probe.follow(async () => {
       this.probe.held.resolve(await this.repository.pid());
       await this.connection.query('SELECT pg_sleep($1)', [Number(seconds)]);
       return this.repository.pid();
@@ -84,7 +72,7 @@ class ReliabilityController {
 
   @Get('begin-and-throw')
   beginAndThrow(): Promise<never> {
-    return this.followed(async () => {
+    return this.probe.follow(async () => {
       await this.connection.query('BEGIN');
       await this.connection.query('INSERT INTO items (label) VALUES ($1)', ['never committed']);
       throw new Error('handler failed inside its transaction');
@@ -154,13 +142,13 @@ class ReliabilityController {
 
   @Get('syntax-error')
   async syntaxError(): Promise<void> {
-    await this.followed(() => this.connection.query('SELEC 1'));
+    await this.probe.follow(() => this.connection.query('SELEC 1'));
   }
 
   @Get('insert/:label')
   async insert(@Param('label') label: string): Promise<string> {
     // The value goes as a parameter, never into the SQL text.
-    await this.followed(() => this.connection.query('INSERT INTO items (label) VALUES ($1)', [label]));
+    await this.probe.follow(() => this.connection.query('INSERT INTO items (label) VALUES ($1)', [label]));
     return label;
   }
 }
@@ -246,10 +234,7 @@ describe('connections that die', () => {
   it('fails the request whose backend dies inside a query, closes that client and serves the next request', async () => {
     const response = s.http().get('/sleep/30').then((r) => r);
     const pid = await s.probe.held.promise;
-    await waitFor(
-      async () => ((await adminQuery('SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND query LIKE $2', [pid, '%pg_sleep%'])).rowCount ? true : undefined),
-      'pg_sleep to run',
-    );
+    await waitForRunningQuery(db.name, pid, 'pg_sleep');
     await terminate(pid);
     expect((await response).status).toBe(500);
     const outcome = await s.probe.outcome.promise;

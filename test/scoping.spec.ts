@@ -1,11 +1,9 @@
 import { Controller, Get, Injectable, InternalServerErrorException, type INestApplication } from '@nestjs/common';
-import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
-import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
-import { ADAPTERS, createHttpApp } from './support/http-app.js';
+import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
+import { ADAPTERS, createHttpApp, requestToHangUp } from './support/http-app.js';
 import { Probe } from './support/probe.js';
 
 @Injectable()
@@ -52,16 +50,12 @@ class ScopeController {
   }
 
   @Get('sleep')
-  async sleep(): Promise<string> {
-    try {
+  sleep(): Promise<string> {
+    return this.probe.follow(async () => {
       this.probe.held.resolve(await this.first.pid());
       await this.first.connection.query('SELECT pg_sleep(30)');
-      this.probe.outcome.resolve('completed');
       return 'slept';
-    } catch (error) {
-      this.probe.outcome.resolve(error);
-      throw error;
-    }
+    });
   }
 
   @Get('instances')
@@ -132,16 +126,10 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
 
   it('cancels the query and takes the client back when the HTTP client hangs up', async () => {
     probe.reset();
-    const { port } = (app.getHttpServer().listening ? app.getHttpServer() : await listen(app)).address() as AddressInfo;
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/sleep' });
-    req.on('error', () => undefined);
-    req.end();
+    const request = await requestToHangUp(app, '/sleep');
     const pid = await probe.held.promise;
-    await waitFor(
-      async () => (await backendStates(db.name)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes('pg_sleep')),
-      'pg_sleep to run',
-    );
-    req.destroy();
+    await waitForRunningQuery(db.name, pid, 'pg_sleep');
+    request.hangUp();
     const outcome = await probe.outcome.promise;
     expect(outcome).toBeInstanceOf(Error);
     expect((outcome as { code?: string }).code).toBe('57014'); // query_canceled
@@ -152,8 +140,3 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     expect(new Set(body).size).toBe(1);
   });
 });
-
-async function listen(app: INestApplication): Promise<ReturnType<INestApplication['getHttpServer']>> {
-  await app.listen(0, '127.0.0.1');
-  return app.getHttpServer();
-}

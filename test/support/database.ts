@@ -78,6 +78,14 @@ export async function backendStates(database: string): Promise<Array<{ pid: numb
   return rows;
 }
 
+/** Waits until backend `pid` of `database` is running a query whose text contains `fragment`. */
+export async function waitForRunningQuery(database: string, pid: number, fragment: string): Promise<void> {
+  await waitFor(
+    async () => (await backendStates(database)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes(fragment)),
+    `${fragment} to run on backend ${pid}`,
+  );
+}
+
 /** Backends of one application (told apart by application_name), by state, on `server` (default: the machine's PostgreSQL). */
 export async function applicationBackends(
   applicationName: string,

@@ -13,4 +13,16 @@ export class Probe {
     this.gate = new Deferred();
     this.outcome = new Deferred<unknown>();
   }
+
+  /** Runs the handler's `work`, reports what it ended with (result or error) as `outcome`, and passes it on. */
+  async follow<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      const result = await work();
+      this.outcome.resolve(result);
+      return result;
+    } catch (error) {
+      this.outcome.resolve(error);
+      throw error;
+    }
+  }
 }
