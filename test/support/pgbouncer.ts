@@ -10,6 +10,11 @@ export interface PgBouncer {
   readonly port: number;
   /** Options that reach `database` through this PgBouncer. */
   optionsFor(database: string): PoolModuleOptions;
+  /** False once the process has exited (stopped, or died of a FATAL error). */
+  readonly running: boolean;
+  /** What PgBouncer has logged so far. */
+  log(): string;
+  /** Stops PgBouncer (if it still runs) and removes its folder. */
   stop(): Promise<void>;
 }
 
@@ -55,16 +60,23 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
   execFileSync(command[0], [...command.slice(1), '-d', join(dir, 'pgbouncer.ini')]);
   const pid = await waitFor(async () => {
     try {
-      return Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
+      const written = Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
+      // A pid file being written reads empty, i.e. 0: signalling pid 0 would hit this process group.
+      return Number.isInteger(written) && written > 0 ? written : undefined;
     } catch {
       return undefined;
     }
   }, 'PgBouncer to start');
+  const logFile = join(dir, 'pgbouncer.log');
   return {
     port,
     optionsFor: (database) => ({ host: '127.0.0.1', port, user, database, transactionPooling: true }),
+    get running() {
+      return isAlive(pid);
+    },
+    log: () => readFileSync(logFile, 'utf8'),
     stop: async () => {
-      process.kill(pid, 'SIGINT');
+      if (isAlive(pid)) process.kill(pid, 'SIGINT');
       await waitFor(async () => (isAlive(pid) ? undefined : true), 'PgBouncer to stop');
       rmSync(dir, { recursive: true, force: true });
     },
