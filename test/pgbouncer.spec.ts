@@ -363,17 +363,23 @@ describe('behind PgBouncer in transaction mode', () => {
     // aborts, health-ping timeouts and the shutdown drain all cancel this way. Remove `.failing`
     // once the cancel writes the packet and waits for the server to close the socket.
     it.failing('cancels the query of a request whose HTTP client hung up, and PgBouncer stays up', async () => {
-      const request = await requestToHangUp(app, '/sleep');
-      await waitForRunningQuery(db.name, await probe.held.promise, 'pg_sleep');
-      request.hangUp();
-      const outcome = await Promise.race([
-        probe.outcome.promise,
-        new Promise((resolve) => setTimeout(resolve, 2000, 'still running 2 s after the hang-up')),
-      ]);
-      expect(outcome).toMatchObject({ code: '57014' }); // query_canceled
-      expect(own.log()).not.toMatch(/FATAL/);
-      expect(own.running).toBe(true);
-      await supertest(app.getHttpServer()).get('/ping').expect(200, '1');
+      // Several times over: the race in PgBouncer lets a cancel through unharmed now and then.
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        probe.reset();
+        const request = await requestToHangUp(app, '/sleep');
+        await waitForRunningQuery(db.name, await probe.held.promise, 'pg_sleep');
+        request.hangUp();
+        const outcome = await Promise.race([
+          probe.outcome.promise,
+          new Promise((resolve) => setTimeout(resolve, 1500, 'still running 1.5 s after the hang-up')),
+        ]);
+        expect(outcome).toMatchObject({ code: '57014' }); // query_canceled
+        // PgBouncer dies, if it does, just after forwarding the cancel.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(own.log()).not.toMatch(/FATAL/);
+        expect(own.running).toBe(true);
+        await supertest(app.getHttpServer()).get('/ping').expect(200, '1');
+      }
     });
   });
 });
