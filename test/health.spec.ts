@@ -5,11 +5,12 @@ import { DatabaseError } from 'pg';
 import supertest from 'supertest';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import { describeFailure } from '../lib/health/describe-failure.js';
-import { ConnectionScope, getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
+import { getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { holdClients } from './support/hold-client.js';
 import { createHttpApp } from './support/http-app.js';
-import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 
 /** What GET /health checks; each test sets its own list. */
 class HealthChecks {
@@ -42,29 +43,6 @@ function poolEvents(pool: Pool, event: 'release' | 'remove', times: number): Pro
   });
 }
 
-/** Holds `count` clients of a datasource, each in a scope of its own, until `release()`. */
-async function holdClients(connection: PoolConnection, count: number): Promise<{ release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  const held: Array<Promise<void>> = [];
-  const jobs = Array.from({ length: count }, () => {
-    let onHeld!: () => void;
-    held.push(new Promise<void>((resolve) => (onHeld = resolve)));
-    return ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      onHeld();
-      await released;
-    });
-  });
-  await Promise.all(held);
-  return {
-    release: async () => {
-      release();
-      await Promise.all(jobs);
-    },
-  };
-}
-
 describe('PoolHealthIndicator', () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
@@ -76,7 +54,7 @@ describe('PoolHealthIndicator', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('health');
-    proxy = await startTcpProxy(serverAddress());
+    proxy = await TcpProxy.start(serverAddress());
     checks = new HealthChecks();
     app = await createHttpApp(
       {
@@ -146,7 +124,7 @@ describe('PoolHealthIndicator', () => {
     expect(stats.get('proxied')).toMatchObject({ inUse: 1, waiting: 0 });
 
     const released = poolEvents(pool, 'release', 1);
-    proxy.resumeResponses();
+    proxy.restore();
     await released;
     expect(stats.get('proxied')).toMatchObject({ inUse: 0, idle: 1 });
     expect((await indicator.pingCheck('proxied', { name: 'proxied' })).proxied.status).toBe('up');

@@ -3,23 +3,14 @@ import { Test } from '@nestjs/testing';
 import { register, Registry } from 'prom-client';
 import supertest from 'supertest';
 import { PoolMetricsModule } from '../lib/metrics/index.js';
-import { ConnectionScope, getConnectionToken, PoolConnection, PoolModule, PoolStatsService, POOL_STATS_BUCKETS } from '../lib/index.js';
+import { getConnectionToken, PoolConnection, PoolModule, PoolStatsService, POOL_STATS_BUCKETS } from '../lib/index.js';
 import { connectionUrl } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { holdClient } from './support/hold-client.js';
 import { createHttpApp } from './support/http-app.js';
+import { parseExposition } from './support/prometheus.js';
 
 const SECRET = 'Sup3r-Secret-Passw0rd';
-
-/** `name{labels}` → value, for every sample of a Prometheus text exposition. */
-function parseExposition(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 describe('Prometheus metrics', () => {
   const registry = new Registry();
@@ -88,23 +79,12 @@ describe('Prometheus metrics', () => {
   });
 
   it('reads the pools live: a held connection shows as active, and every loan in the histograms', async () => {
-    const connection = app.get<PoolConnection>(getConnectionToken());
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let onHeld!: () => void;
-    const held = new Promise<void>((resolve) => (onHeld = resolve));
-    const job = ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      onHeld();
-      await released;
-    });
-    await held;
+    const held = await holdClient(app.get<PoolConnection>(getConnectionToken()));
     const during = await scrape();
     expect(during.get('pg_pool_connections{datasource="default",state="active"}')).toBe(1);
     expect(during.get('pg_pool_connections{datasource="reports",state="active"}')).toBe(0);
 
-    release();
-    await job;
+    await held.release();
     const after = await scrape();
     expect(after.get('pg_pool_connections{datasource="default",state="active"}')).toBe(0);
     expect(after.get('pg_pool_connections{datasource="default",state="idle"}')).toBeGreaterThanOrEqual(1);

@@ -10,13 +10,13 @@ import {
   type PoolModuleOptions,
 } from '../lib/index.js';
 import { serverConfig } from './support/database.js';
-import { RecordingLogger } from './support/recording-logger.js';
+import { CapturingLogger } from './support/capturing-logger.js';
 
 const SECRET = 'Sup3r-Secret-Passw0rd';
 
 async function bootstrap(imports: unknown[], providers: unknown[] = [], logger?: LoggerService): Promise<void> {
   const moduleRef = await Test.createTestingModule({ imports: imports as [], providers: providers as [] })
-    .setLogger(logger ?? new RecordingLogger())
+    .setLogger(logger ?? new CapturingLogger())
     .compile();
   try {
     await moduleRef.init();
@@ -59,17 +59,17 @@ describe('invalid options fail at bootstrap with a typed error', () => {
 
 describe('the connection budget', () => {
   it('warns once at startup when max alone exceeds what the server accepts', async () => {
-    const logger = new RecordingLogger();
+    const logger = new CapturingLogger();
     await bootstrap([PoolModule.forRoot({ ...serverConfig(), name: 'big', max: 5000 })], [], logger);
-    const warnings = logger.lines.filter((line) => line.includes('max (5000) exceeds'));
+    const warnings = logger.messages.filter((line) => line.includes('max (5000) exceeds'));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('"big"');
   });
 
   it('stays quiet when max fits', async () => {
-    const logger = new RecordingLogger();
+    const logger = new CapturingLogger();
     await bootstrap([PoolModule.forRoot({ ...serverConfig(), max: 5 })], [], logger);
-    expect(logger.lines.filter((line) => line.includes('exceeds'))).toEqual([]);
+    expect(logger.messages.filter((line) => line.includes('exceeds'))).toEqual([]);
   });
 });
 
@@ -82,7 +82,7 @@ describe('an unreachable database', () => {
   });
 
   it('fails the bootstrap naming datasource, host, port and database, after the retries', async () => {
-    const logger = new RecordingLogger();
+    const logger = new CapturingLogger();
     const failure = bootstrap(
       [PoolModule.forRoot(unreachable({ host: '127.0.0.1', port: 1, user: 'app', password: SECRET, database: 'shop' }))],
       [],
@@ -94,19 +94,19 @@ describe('an unreachable database', () => {
     expect(error.message).toContain('127.0.0.1:1/shop');
     expect(error.attempts).toBe(3);
     expect(error.code).toBe('ECONNREFUSED');
-    expect(logger.lines.filter((line) => line.includes('retrying'))).toHaveLength(2);
-    expect(JSON.stringify(error) + error.message + error.stack + logger.lines.join('\n')).not.toContain(SECRET);
+    expect(logger.messages.filter((line) => line.includes('retrying'))).toHaveLength(2);
+    expect(JSON.stringify(error) + error.message + error.stack + logger.messages.join('\n')).not.toContain(SECRET);
   });
 
   it('never shows the password of a connection string', async () => {
-    const logger = new RecordingLogger();
+    const logger = new CapturingLogger();
     const connectionString = `postgres://app:${SECRET}@127.0.0.1:1/shop`;
     const error = (await bootstrap([PoolModule.forRoot(unreachable({ connectionString }))], [], logger).catch(
       (e: unknown) => e,
     )) as DatabaseUnreachableError;
     expect(error).toBeInstanceOf(DatabaseUnreachableError);
     expect(error.message).toContain('app@127.0.0.1:1/shop');
-    const everything = error.message + error.stack + JSON.stringify(error) + logger.lines.join('\n');
+    const everything = error.message + error.stack + JSON.stringify(error) + logger.messages.join('\n');
     expect(everything).not.toContain(SECRET);
     expect(everything).not.toContain(connectionString);
   });

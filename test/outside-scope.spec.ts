@@ -12,6 +12,7 @@ import {
   PoolModule,
 } from '../lib/index.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { holdClient } from './support/hold-client.js';
 
 const PID = 'SELECT pg_backend_pid() AS pid';
 
@@ -93,24 +94,13 @@ describe('shutdown', () => {
 
   it('refuses new clients, waits for the checked-out one, then ends the pool', async () => {
     const { app, connection, pool } = await start(10_000);
-    let finishJob!: () => void;
-    const jobMayFinish = new Promise<void>((resolve) => (finishJob = resolve));
-    let jobHasClient!: () => void;
-    const clientHeld = new Promise<void>((resolve) => (jobHasClient = resolve));
-    const job = ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      jobHasClient();
-      await jobMayFinish;
-      return (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one;
-    });
-    await clientHeld;
+    const job = await holdClient(connection, async () => (await connection.query<{ one: number }>('SELECT 1 AS one')).rows[0].one);
     let closed = false;
     const closing = app.close().then(() => (closed = true));
     await waitFor(async () => pool.ending || undefined, 'the shutdown to reach the pool');
     await expect(ConnectionScope.run(() => connection.query('SELECT 1'))).rejects.toBeInstanceOf(PoolClosedError);
     expect(closed).toBe(false);
-    finishJob();
-    await expect(job).resolves.toBe(1);
+    await expect(job.release()).resolves.toBe(1);
     await closing;
     expect(pool.ended).toBe(true);
   });

@@ -2,7 +2,6 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import {
-  ConnectionScope,
   DatasourceNotFoundError,
   getConnectionToken,
   getPoolToken,
@@ -13,26 +12,7 @@ import {
   POOL_STATS_BUCKETS,
 } from '../lib/index.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
-
-/** Holds one client of the default datasource until `release()` is called. */
-async function holdClient(connection: PoolConnection): Promise<{ pid: number; release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let onHeld!: (pid: number) => void;
-  const held = new Promise<number>((resolve) => (onHeld = resolve));
-  const job = ConnectionScope.run(async () => {
-    onHeld((await connection.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
-    await released;
-  });
-  const pid = await held;
-  return {
-    pid,
-    release: async () => {
-      release();
-      await job;
-    },
-  };
-}
+import { holdClient } from './support/hold-client.js';
 
 describe('PoolStatsService', () => {
   let db: TestDatabase;

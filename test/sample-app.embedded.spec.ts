@@ -1,31 +1,22 @@
-import { createServer, type AddressInfo } from 'node:net';
 import supertest from 'supertest';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
-import { RecordingLogger } from './support/recording-logger.js';
-
-/** A port of 127.0.0.1 that nothing listens on: one the system just handed out and took back. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { CapturingLogger } from './support/capturing-logger.js';
+import { freePort } from './support/free-port.js';
 
 // PGlite serves one query at a time across its connections: only functional checks run here.
 describe('sample app with no database server', () => {
   let sample: SampleApp;
-  const logger = new RecordingLogger();
+  const logger = new CapturingLogger();
 
   beforeAll(async () => {
-    const port = await closedPort();
+    const port = await freePort();
     sample = await createSampleApp({ port: 0, localPostgres: { host: '127.0.0.1', port } }, logger);
   });
 
   afterAll(() => sample?.close());
 
   it('starts an embedded PostgreSQL and says so in one line', () => {
-    const lines = logger.lines.filter((line) => line.includes('embedded PostgreSQL'));
+    const lines = logger.messages.filter((line) => line.includes('embedded PostgreSQL'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^No DATABASE_URL and no PostgreSQL on 127\.0\.0\.1:\d+: started an embedded PostgreSQL \(PGlite/);
   });

@@ -1,17 +1,13 @@
 import type { Pool } from 'pg';
 import supertest from 'supertest';
-import { ConnectionScope, getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
+import { getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
-import { RecordingLogger } from './support/recording-logger.js';
-import { startTcpProxy, type TcpProxy } from './support/stall-proxy.js';
-
-/** One sample of a Prometheus text exposition, e.g. `pg_pool_connections{datasource="default",state="active"}`. */
-function metric(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
+import { CapturingLogger } from './support/capturing-logger.js';
+import { holdClient } from './support/hold-client.js';
+import { parseExposition } from './support/prometheus.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 
 /** Resolves once `pool` has closed every connection. */
 function poolEmptied(pool: Pool): Promise<void> {
@@ -29,7 +25,7 @@ function poolEmptied(pool: Pool): Promise<void> {
 describe('sample app on a PostgreSQL server', () => {
   let db: TestDatabase;
   let sample: SampleApp;
-  const logger = new RecordingLogger();
+  const logger = new CapturingLogger();
 
   beforeAll(async () => {
     db = await createTestDatabase('sample');
@@ -46,7 +42,7 @@ describe('sample app on a PostgreSQL server', () => {
   const http = (): ReturnType<typeof supertest> => supertest(sample.app.getHttpServer());
 
   it('creates the audit database, beside the default one, and uses it for the audit datasource', async () => {
-    expect(logger.lines).toContain(`Created database "${db.name}_audit"`);
+    expect(logger.messages).toContain(`Created database "${db.name}_audit"`);
     const { rows } = await sample.app.get<Pool>(getPoolToken('audit')).query<{ db: string }>('SELECT current_database() AS db');
     expect(rows[0].db).toBe(`${db.name}_audit`);
   });
@@ -77,27 +73,16 @@ describe('sample app on a PostgreSQL server', () => {
   });
 
   it('serves live /metrics: a held connection shows as active', async () => {
-    const connection = sample.app.get<PoolConnection>(getConnectionToken());
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let onHeld!: () => void;
-    const held = new Promise<void>((resolve) => (onHeld = resolve));
-    const job = ConnectionScope.run(async () => {
-      await connection.query('SELECT 1');
-      onHeld();
-      await released;
-    });
-    await held;
-    const during = await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/);
-    expect(metric(during.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(1);
-    expect(metric(during.text, 'pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
+    const held = await holdClient(sample.app.get<PoolConnection>(getConnectionToken()));
+    const during = parseExposition((await http().get('/metrics').expect(200).expect('Content-Type', /^text\/plain/)).text);
+    expect(during.get('pg_pool_connections{datasource="default",state="active"}')).toBe(1);
+    expect(during.get('pg_pool_connections{datasource="audit",state="active"}')).toBe(0);
     // The CRUD test's audit writes: one connection lent per request.
-    expect(metric(during.text, 'pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
+    expect(during.get('pg_pool_acquire_seconds_count{datasource="audit"}')).toBeGreaterThanOrEqual(2);
 
-    release();
-    await job;
-    const after = await http().get('/metrics').expect(200);
-    expect(metric(after.text, 'pg_pool_connections{datasource="default",state="active"}')).toBe(0);
+    await held.release();
+    const after = parseExposition((await http().get('/metrics').expect(200)).text);
+    expect(after.get('pg_pool_connections{datasource="default",state="active"}')).toBe(0);
   });
 });
 
@@ -110,7 +95,7 @@ describe('sample app with a datasource down', () => {
   beforeAll(async () => {
     [main, audit] = await Promise.all([createTestDatabase('sample_main'), createTestDatabase('sample_audit')]);
     // The audit database is reached through a proxy, whose port is then closed.
-    proxy = await startTcpProxy(serverAddress());
+    proxy = await TcpProxy.start(serverAddress());
     sample = await createSampleApp(
       {
         databaseUrl: connectionUrl(main.options),
@@ -118,7 +103,7 @@ describe('sample app with a datasource down', () => {
         port: 0,
         localPostgres: serverAddress(),
       },
-      new RecordingLogger(),
+      new CapturingLogger(),
     );
   });
 

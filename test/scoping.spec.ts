@@ -1,11 +1,10 @@
 import { Controller, Get, Injectable, InternalServerErrorException, type INestApplication } from '@nestjs/common';
-import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
-import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
-import { ADAPTERS, createHttpApp } from './support/http-app.js';
+import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
+import { ADAPTERS, createHttpApp, requestToHangUp } from './support/http-app.js';
+import { Probe } from './support/probe.js';
 
 @Injectable()
 class FirstService {
@@ -25,30 +24,12 @@ class SecondService {
   }
 }
 
-/** Lets a test follow a handler that is blocked in the database. */
-class SleepProbe {
-  started!: Promise<number>;
-  finished!: Promise<unknown>;
-  private onStarted!: (pid: number) => void;
-  private onFinished!: (outcome: unknown) => void;
-  reset(): void {
-    this.started = new Promise((resolve) => (this.onStarted = resolve));
-    this.finished = new Promise((resolve) => (this.onFinished = resolve));
-  }
-  start(pid: number): void {
-    this.onStarted(pid);
-  }
-  finish(outcome: unknown): void {
-    this.onFinished(outcome);
-  }
-}
-
 @Controller()
 class ScopeController {
   constructor(
     private readonly first: FirstService,
     private readonly second: SecondService,
-    private readonly probe: SleepProbe,
+    private readonly probe: Probe,
   ) {}
 
   @Get('pids')
@@ -69,16 +50,12 @@ class ScopeController {
   }
 
   @Get('sleep')
-  async sleep(): Promise<string> {
-    try {
-      this.probe.start(await this.first.pid());
+  sleep(): Promise<string> {
+    return this.probe.follow(async () => {
+      this.probe.held.resolve(await this.first.pid());
       await this.first.connection.query('SELECT pg_sleep(30)');
-      this.probe.finish('completed');
       return 'slept';
-    } catch (error) {
-      this.probe.finish(error);
-      throw error;
-    }
+    });
   }
 
   @Get('instances')
@@ -91,7 +68,7 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
   let db: TestDatabase;
   let app: INestApplication;
   let pool: Pool;
-  const probe = new SleepProbe();
+  const probe = new Probe();
 
   beforeAll(async () => {
     db = await createTestDatabase('scoping');
@@ -99,7 +76,7 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
       {
         imports: [PoolModule.forRoot({ ...db.options, max: 5 })],
         controllers: [ScopeController],
-        providers: [FirstService, SecondService, { provide: SleepProbe, useValue: probe }],
+        providers: [FirstService, SecondService, { provide: Probe, useValue: probe }],
       },
       adapter,
     );
@@ -149,17 +126,11 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
 
   it('cancels the query and takes the client back when the HTTP client hangs up', async () => {
     probe.reset();
-    const { port } = (app.getHttpServer().listening ? app.getHttpServer() : await listen(app)).address() as AddressInfo;
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/sleep' });
-    req.on('error', () => undefined);
-    req.end();
-    const pid = await probe.started;
-    await waitFor(
-      async () => (await backendStates(db.name)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes('pg_sleep')),
-      'pg_sleep to run',
-    );
-    req.destroy();
-    const outcome = await probe.finished;
+    const request = await requestToHangUp(app, '/sleep');
+    const pid = await probe.held.promise;
+    await waitForRunningQuery(db.name, pid, 'pg_sleep');
+    request.hangUp();
+    const outcome = await probe.outcome.promise;
     expect(outcome).toBeInstanceOf(Error);
     expect((outcome as { code?: string }).code).toBe('57014'); // query_canceled
     expect(checkedOut()).toBe(0);
@@ -169,8 +140,3 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     expect(new Set(body).size).toBe(1);
   });
 });
-
-async function listen(app: INestApplication): Promise<ReturnType<INestApplication['getHttpServer']>> {
-  await app.listen(0, '127.0.0.1');
-  return app.getHttpServer();
-}

@@ -1,6 +1,5 @@
-import pg from 'pg';
 import type { PoolModuleOptions } from '../../lib/index.js';
-import { createTestDatabase, waitFor, type TestDatabase } from '../support/database.js';
+import { applicationBackends, createTestDatabase, queryOnce, waitFor, type TestDatabase } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { AppProcess } from './support/app-process.js';
 import { FaultFigures } from './support/figures.js';
@@ -15,20 +14,6 @@ import { PgCluster } from '../support/pg-cluster.js';
 const figures = new FaultFigures();
 const ok = (o: Outcome): boolean => o.kind === '200';
 const failed = (o: Outcome): boolean => o.kind !== '200';
-
-async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
-  options: PoolModuleOptions,
-  text: string,
-  values?: unknown[],
-): Promise<pg.QueryResult<R>> {
-  const client = new pg.Client(options);
-  await client.connect();
-  try {
-    return await client.query<R>(text, values);
-  } finally {
-    await client.end();
-  }
-}
 
 const HITS_TABLE = 'CREATE TABLE hits (id serial PRIMARY KEY, token text NOT NULL UNIQUE)';
 
@@ -48,16 +33,6 @@ async function leakedClients(app: AppProcess): Promise<number> {
   if (settled) return 0;
   const s = await app.stats();
   return Math.max(s.leased, s.total - s.idle);
-}
-
-/** Backends of one application, by state, as the server reports them. */
-async function backends(admin: PoolModuleOptions, applicationName: string): Promise<Array<{ state: string | null }>> {
-  const { rows } = await sql<{ state: string | null }>(
-    admin,
-    'SELECT state FROM pg_stat_activity WHERE application_name = $1',
-    [applicationName],
-  );
-  return rows;
 }
 
 /**
@@ -87,7 +62,7 @@ async function conclude(
   expect(connected).toBe(total);
   await waitFor(
     async () => {
-      const states = await backends(admin, applicationName);
+      const states = await applicationBackends(applicationName, admin);
       return states.length === total && !states.some((b) => b.state === 'idle in transaction') ? true : undefined;
     },
     `the server to show the application's ${total} connections, none idle in transaction`,
@@ -98,7 +73,7 @@ async function conclude(
 async function expectRowsConsistent(database: PoolModuleOptions, prefix: string, outcomes: readonly Outcome[]): Promise<void> {
   const succeeded = outcomes.filter(ok).map((o) => o.body);
   const ambiguous = outcomes.filter((o) => o.kind.startsWith('500')).length;
-  const { rows } = await sql<{ token: string }>(database, 'SELECT token FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
+  const { rows } = await queryOnce<{ token: string }>(database, 'SELECT token FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
   const stored = new Set(rows.map((r) => r.token));
   expect(succeeded.filter((token) => !stored.has(token))).toEqual([]);
   expect(stored.size).toBeLessThanOrEqual(succeeded.length + ambiguous);
@@ -155,7 +130,7 @@ describe('network faults (TCP proxy to the shared server)', () => {
   let proxy: TcpProxy;
   beforeAll(async () => {
     db = await createTestDatabase('faults');
-    await sql(db.options, HITS_TABLE);
+    await queryOnce(db.options, HITS_TABLE);
     proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
   });
   afterAll(async () => {
@@ -258,14 +233,14 @@ describe('graceful shutdown under load', () => {
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createTestDatabase('faults_shutdown');
-    await sql(db.options, HITS_TABLE);
+    await queryOnce(db.options, HITS_TABLE);
   });
   afterAll(() => db?.drop());
 
   /** Waits until `count` backends of the application run pg_sleep. */
   async function sleeping(applicationName: string, count: number): Promise<void> {
     await waitFor(async () => {
-      const { rows } = await sql(
+      const { rows } = await queryOnce(
         db.options,
         "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
         [applicationName],
@@ -277,11 +252,11 @@ describe('graceful shutdown under load', () => {
   /** Backends the application left on the server once they had a moment to end. */
   async function backendsLeft(applicationName: string, timeoutMillis = 10_000): Promise<number> {
     const none = await waitFor(
-      async () => ((await backends(db.options, applicationName)).length === 0 ? true : undefined),
+      async () => ((await applicationBackends(applicationName, db.options)).length === 0 ? true : undefined),
       'every backend to end',
       timeoutMillis,
     ).catch(() => false);
-    return none ? 0 : (await backends(db.options, applicationName)).length;
+    return none ? 0 : (await applicationBackends(applicationName, db.options)).length;
   }
 
   /** Sends requests until the process exits; they must all be refused once one was. */
@@ -327,7 +302,7 @@ describe('graceful shutdown under load', () => {
       expect(unexpectedKinds(late.slice(firstRefusal), ['refused', 'reset', '503 PoolClosedError', '503 (adapter)'])).toEqual({});
       expect(signal).toBe('SIGTERM');
       expect(millis).toBeLessThan(drainTimeoutMillis + 2000);
-      const { rows } = await sql(db.options, "SELECT count(*)::int AS n FROM hits WHERE token LIKE 'shutdown-%'");
+      const { rows } = await queryOnce(db.options, "SELECT count(*)::int AS n FROM hits WHERE token LIKE 'shutdown-%'");
       expect(rows[0].n).toBe(max);
     } finally {
       await app.kill();
@@ -364,7 +339,7 @@ describe('burst: 10x the pool size of concurrent requests on slow handlers', () 
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createTestDatabase('faults_burst');
-    await sql(db.options, HITS_TABLE);
+    await queryOnce(db.options, HITS_TABLE);
   });
   afterAll(() => db?.drop());
 
@@ -395,7 +370,7 @@ describe('burst: 10x the pool size of concurrent requests on slow handlers', () 
       expect(unexpectedKinds(answered, [...allowed])).toEqual({});
       for (const o of answered.filter((o) => o.status === 503)) expect(o.retryAfter).toBe('1');
       expect(answered.filter(ok).length).toBeGreaterThan(0);
-      const { rows } = await sql(db.options, 'SELECT count(*)::int AS n FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
+      const { rows } = await queryOnce(db.options, 'SELECT count(*)::int AS n FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
       expect(rows[0].n).toBe(answered.filter(ok).length);
     } finally {
       await app.kill();

@@ -8,7 +8,8 @@ interface Waiter {
 /**
  * A LoggerService that keeps every message and lets a test await the one it
  * expects: the module announces what it did (a connection removed, a leak
- * suspected) only through its logger, so that is what tests synchronise on.
+ * suspected) only through its logger, so that is what tests synchronise on,
+ * and what they search for messages (or secrets that must not be there).
  */
 export class CapturingLogger implements LoggerService {
   readonly messages: string[] = [];
@@ -17,8 +18,9 @@ export class CapturingLogger implements LoggerService {
   log(message: unknown): void {
     this.record(message);
   }
-  error(message: unknown): void {
-    this.record(message);
+  /** Kept with what follows the message (stack, context), so that a search for a secret sees them too. */
+  error(message: unknown, ...details: unknown[]): void {
+    this.record(message, details);
   }
   warn(message: unknown): void {
     this.record(message);
@@ -49,8 +51,8 @@ export class CapturingLogger implements LoggerService {
     return new Promise((resolve) => this.waiters.add({ matches: (message) => pattern.test(message), resolve }));
   }
 
-  private record(message: unknown): void {
-    const text = message instanceof Error ? (message.stack ?? message.message) : String(message);
+  private record(message: unknown, details: unknown[] = []): void {
+    const text = [message, ...details].filter((part) => part !== undefined).map(textOf).join('\n');
     this.messages.push(text);
     for (const waiter of this.waiters) {
       if (!waiter.matches(text)) continue;
@@ -58,4 +60,8 @@ export class CapturingLogger implements LoggerService {
       waiter.resolve(text);
     }
   }
+}
+
+function textOf(part: unknown): string {
+  return part instanceof Error ? (part.stack ?? part.message) : String(part);
 }

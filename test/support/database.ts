@@ -31,8 +31,8 @@ export function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   return queryOnce(serverConfig(), text, values);
 }
 
-/** Runs one statement on a connection of its own, outside any pool under test. */
-async function queryOnce<R extends pg.QueryResultRow>(
+/** Runs one statement on a connection of its own to `config`, outside any pool under test. */
+export async function queryOnce<R extends pg.QueryResultRow>(
   config: PoolModuleOptions,
   text: string,
   values?: unknown[],
@@ -74,6 +74,27 @@ export async function backendStates(database: string): Promise<Array<{ pid: numb
   const { rows } = await adminQuery<{ pid: number; state: string | null; query: string }>(
     'SELECT pid, state, query FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
     [database],
+  );
+  return rows;
+}
+
+/** Waits until backend `pid` of `database` is running a query whose text contains `fragment`. */
+export async function waitForRunningQuery(database: string, pid: number, fragment: string): Promise<void> {
+  await waitFor(
+    async () => (await backendStates(database)).find((b) => b.pid === pid && b.state === 'active' && b.query.includes(fragment)),
+    `${fragment} to run on backend ${pid}`,
+  );
+}
+
+/** Backends of one application (told apart by application_name), by state, on `server` (default: the machine's PostgreSQL). */
+export async function applicationBackends(
+  applicationName: string,
+  server: PoolModuleOptions = serverConfig(),
+): Promise<Array<{ pid: number; state: string | null }>> {
+  const { rows } = await queryOnce<{ pid: number; state: string | null }>(
+    server,
+    'SELECT pid, state FROM pg_stat_activity WHERE application_name = $1',
+    [applicationName],
   );
   return rows;
 }

@@ -2,6 +2,8 @@ import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 export type AdapterName = 'express' | 'fastify';
 export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
@@ -15,4 +17,18 @@ export async function createHttpApp(metadata: ModuleMetadata, adapter: AdapterNa
   await app.init();
   if (adapter === 'fastify') await app.getHttpAdapter().getInstance().ready();
   return app;
+}
+
+/**
+ * Sends GET `path` to `app` (made to listen on a free port of 127.0.0.1 if it
+ * does not yet) on a connection of its own; `hangUp()` closes it before the
+ * response comes, as a client that gives up would.
+ */
+export async function requestToHangUp(app: INestApplication, path: string): Promise<{ hangUp: () => void }> {
+  if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
+  const { port } = app.getHttpServer().address() as AddressInfo;
+  const request = httpRequest({ host: '127.0.0.1', port, path });
+  request.on('error', () => undefined);
+  request.end();
+  return { hangUp: () => request.destroy() };
 }

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
+import { queryOnce } from '../../support/database.js';
+import { freePort } from '../../support/free-port.js';
 
 const run = promisify(execFile);
 const OS_USER = 'postgres';
@@ -103,13 +104,7 @@ export class PgCluster {
     text: string,
     values?: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    const client = new pg.Client(this.options(database));
-    await client.connect();
-    try {
-      return await client.query<R>(text, values);
-    } finally {
-      await client.end();
-    }
+    return queryOnce(this.options(database), text, values);
   }
 
   /** Starts the server and waits until it accepts connections. */
@@ -159,13 +154,4 @@ export class PgCluster {
 
 function isRoot(): boolean {
   return process.getuid?.() === 0;
-}
-
-/** A TCP port nothing listens on right now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }

@@ -1,28 +1,21 @@
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PoolModuleOptions } from '../../lib/index.js';
 import { serverConfig, waitFor } from './database.js';
+import { freePort } from './free-port.js';
 
 export interface PgBouncer {
   readonly port: number;
   /** Options that reach `database` through this PgBouncer. */
   optionsFor(database: string): PoolModuleOptions;
+  /** False once the process has exited (stopped, or died of a FATAL error). */
+  readonly running: boolean;
+  /** What PgBouncer has logged so far. */
+  log(): string;
+  /** Stops PgBouncer (if it still runs) and removes its folder. */
   stop(): Promise<void>;
-}
-
-/** A free TCP port on the loopback interface. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -67,16 +60,23 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
   execFileSync(command[0], [...command.slice(1), '-d', join(dir, 'pgbouncer.ini')]);
   const pid = await waitFor(async () => {
     try {
-      return Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
+      const written = Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
+      // A pid file being written reads empty, i.e. 0: signalling pid 0 would hit this process group.
+      return Number.isInteger(written) && written > 0 ? written : undefined;
     } catch {
       return undefined;
     }
   }, 'PgBouncer to start');
+  const logFile = join(dir, 'pgbouncer.log');
   return {
     port,
     optionsFor: (database) => ({ host: '127.0.0.1', port, user, database, transactionPooling: true }),
+    get running() {
+      return isAlive(pid);
+    },
+    log: () => readFileSync(logFile, 'utf8'),
     stop: async () => {
-      process.kill(pid, 'SIGINT');
+      if (isAlive(pid)) process.kill(pid, 'SIGINT');
       await waitFor(async () => (isAlive(pid) ? undefined : true), 'PgBouncer to stop');
       rmSync(dir, { recursive: true, force: true });
     },

@@ -3,26 +3,35 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 /**
  * What the proxy does with traffic:
  * - `forward`: pass bytes both ways (after `delayMillis`, if set);
+ * - `hold-responses`: pass what clients send, hold what the server sends
+ *   (held bytes flow on `restore()`), like a server stalled mid-query that
+ *   still accepts cancel requests;
  * - `blackhole`: accept new connections and keep every socket open, but pass
  *   nothing either way, like a network that silently drops packets (held
  *   bytes flow again on `restore()`, as TCP would retransmit them);
  * - `refuse`: accept new connections and close them at once, like a host
  *   that is up with nothing listening.
  */
-export type ProxyMode = 'forward' | 'blackhole' | 'refuse';
+export type ProxyMode = 'forward' | 'hold-responses' | 'blackhole' | 'refuse';
 
 interface Link {
   readonly client: Socket;
   upstream?: Socket;
 }
 
+// A PostgreSQL CancelRequest: 16 bytes, its length then this code (protocol "CancelRequest").
+const CANCEL_REQUEST_LENGTH = 16;
+const CANCEL_REQUEST_CODE = 80877102;
+
 /**
- * A TCP proxy between a pool and a PostgreSQL server, for network faults:
- * cut every connection, blackhole traffic, refuse new connections, delay.
+ * A TCP proxy on 127.0.0.1 between a pool and a PostgreSQL server, for
+ * network faults: cut every connection, blackhole traffic, stall the
+ * server's answers, refuse new connections, delay, close the port.
  */
 export class TcpProxy {
   private readonly links = new Set<Link>();
   private mode: ProxyMode = 'forward';
+  private cancelWaiters: Array<() => void> = [];
   /** Connections accepted since the proxy started. */
   accepted = 0;
   /** Added to each chunk, each way, while forwarding. */
@@ -67,6 +76,12 @@ export class TcpProxy {
     }
   }
 
+  /** Stops passing what the server sends, on every connection, open or new, until `restore()`. */
+  holdResponses(): void {
+    this.mode = 'hold-responses';
+    for (const link of this.links) link.upstream?.pause();
+  }
+
   /** Closes new connections at once; open ones are left as they are. */
   refuse(): void {
     this.mode = 'refuse';
@@ -82,7 +97,12 @@ export class TcpProxy {
     }
   }
 
-  /** Stops listening and drops every connection. */
+  /** Resolves when the next CancelRequest passes through the proxy to the server. */
+  nextCancelRequest(): Promise<void> {
+    return new Promise((resolve) => this.cancelWaiters.push(resolve));
+  }
+
+  /** Stops listening and drops every connection: clients then find the port closed. */
   async close(): Promise<void> {
     this.cut('refuse');
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -109,6 +129,10 @@ export class TcpProxy {
     link.upstream = upstream;
     upstream.setNoDelay(true);
     upstream.on('error', () => undefined);
+    if (this.mode === 'hold-responses') upstream.pause();
+    link.client.once('data', (first: Buffer) => {
+      if (isCancelRequest(first)) for (const resolve of this.cancelWaiters.splice(0)) resolve();
+    });
     this.forward(link, link.client, upstream);
     this.forward(link, upstream, link.client);
   }
@@ -149,4 +173,12 @@ export class TcpProxy {
     link.client.destroy();
     link.upstream?.destroy();
   }
+}
+
+function isCancelRequest(chunk: Buffer): boolean {
+  return (
+    chunk.length === CANCEL_REQUEST_LENGTH &&
+    chunk.readInt32BE(0) === CANCEL_REQUEST_LENGTH &&
+    chunk.readInt32BE(4) === CANCEL_REQUEST_CODE
+  );
 }
