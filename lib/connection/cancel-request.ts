@@ -7,8 +7,9 @@ const CANCEL_TIMEOUT_MS = 2000;
 
 /**
  * Asks the server to cancel whatever the backend is running, the way libpq's
- * PQcancel does: a fresh socket, 16 bytes, no reply. node-postgres has no API
- * for it. Resolves once sent (or failed: a cancel is only ever best effort).
+ * PQcancel does: a fresh socket, 16 bytes, no reply, the server closes it.
+ * node-postgres has no API for it. Resolves once the socket is closed (or
+ * failed: a cancel is only ever best effort).
  */
 export function sendCancelRequest(key: BackendKey): Promise<void> {
   return new Promise((resolve) => {
@@ -22,7 +23,10 @@ export function sendCancelRequest(key: BackendKey): Promise<void> {
       packet.writeInt32BE(CANCEL_REQUEST_CODE, 4);
       packet.writeInt32BE(key.processID, 8);
       packet.writeInt32BE(key.secretKey, 12);
-      socket.end(packet);
+      // Written, not ended: the server closes the socket once it has read the
+      // request. A half-close right away makes PgBouncer (1.18) drop the cancel
+      // or, worse, exit on "bad client state".
+      socket.write(packet);
     });
     socket.once('error', () => socket.destroy());
     socket.once('close', () => resolve());
