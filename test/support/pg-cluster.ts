@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
-import { queryOnce } from '../../support/database.js';
-import { freePort } from '../../support/free-port.js';
+import { queryOnce } from './database.js';
+import { freePort } from './free-port.js';
 
 const run = promisify(execFile);
 const OS_USER = 'postgres';
