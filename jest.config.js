@@ -1,14 +1,6 @@
 // Nest 12 is published as ES modules only, so the suites run in Jest's native
 // ESM mode (NODE_OPTIONS=--experimental-vm-modules, set by `npm test`).
-const swc = {
-  jsc: {
-    parser: { syntax: 'typescript', decorators: true },
-    transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
-    target: 'es2022',
-  },
-  module: { type: 'es6' },
-  sourceMaps: 'inline',
-};
+import { SWC_OPTIONS } from './test/support/swc-options.js';
 
 export default {
   testEnvironment: 'node',
@@ -19,7 +11,7 @@ export default {
     '^nestjs-pg-pool$': '<rootDir>/lib/index.ts',
     '^nestjs-pg-pool/(.*)$': '<rootDir>/lib/$1/index.ts',
   },
-  transform: { '^.+\\.ts$': ['@swc/jest', swc] },
+  transform: { '^.+\\.ts$': ['@swc/jest', SWC_OPTIONS] },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
   testTimeout: 30000,
   maxWorkers: 2,

@@ -1,22 +1,13 @@
 // Lets the fault suite run its application in a child process of its own,
 // straight from the TypeScript sources: `node --import <this file> app.ts`.
-// Compiles .ts with @swc/core (the settings jest.config.js uses) and
+// Compiles .ts with @swc/core (the settings jest uses) and
 // resolves the `.js` specifiers of the sources to their `.ts` files.
 import { transformSync } from '@swc/core';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { register } from 'node:module';
 import { fileURLToPath } from 'node:url';
-
-const SWC_OPTIONS = {
-  jsc: {
-    parser: { syntax: 'typescript', decorators: true },
-    transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
-    target: 'es2022',
-  },
-  module: { type: 'es6' },
-  sourceMaps: 'inline',
-};
+import { SWC_OPTIONS } from '../../support/swc-options.js';
 
 export async function resolve(specifier, context, nextResolve) {
   if (specifier.endsWith('.js') && (specifier.startsWith('.') || specifier.startsWith('file:')) && context.parentURL) {
