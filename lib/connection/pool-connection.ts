@@ -2,11 +2,13 @@ import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { NoConnectionScopeError } from '../pool.errors.js';
 import { runInTransaction } from '../transaction/run-transaction.js';
-import { currentTransaction, outsideTransactions } from '../transaction/transaction-context.js';
 import { validateTransactionOptions } from '../transaction/transaction-options.js';
 import type { TransactionOptions } from '../transaction/transaction-options.interface.js';
 import type { Transaction } from '../transaction/transaction.js';
+import type { ConnectionLease } from './connection-lease.js';
 import { ConnectionScope } from './connection-scope.js';
+
+const clientOf = (lease: ConnectionLease): PoolClient => lease.client;
 
 /**
  * What `@InjectConnection()` gives: a singleton whose queries run on the
@@ -25,17 +27,14 @@ export class PoolConnection {
 
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
   query<R extends QueryResultRow = QueryResultRow>(config: QueryConfig<unknown[]>): Promise<QueryResult<R>>;
-  async query<R extends QueryResultRow>(
-    input: string | QueryConfig<unknown[]>,
-    values?: readonly unknown[],
-  ): Promise<QueryResult<R>> {
-    const transaction = currentTransaction(this.datasource);
-    if (transaction) return transaction.query<R>(input, values);
-    const scope = ConnectionScope.current();
-    if (!scope) return this.datasource.withLease((lease) => lease.query<R>(input, values));
-    const lease = await scope.lease(this.datasource);
-    await outsideTransactions(lease);
-    return lease.query<R>(input, values);
+  query<R extends QueryResultRow>(input: string | QueryConfig<unknown[]>, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    // Not async: each layer returns the promise of the one below, so a query
+    // costs no promise of the module's own once the scope has its client.
+    const context = ConnectionScope.context();
+    if (context === undefined) return this.datasource.query<R>(input, values);
+    const transaction = context.transactions?.get(this.datasource);
+    if (transaction !== undefined) return transaction.query<R>(input, values);
+    return context.scope.query<R>(this.datasource, input, values);
   }
 
   /**
@@ -43,12 +42,18 @@ export class PoolConnection {
    * for what `query` does not cover (cursors, COPY streams, LISTEN). The
    * module releases it with the scope: never call `release()` on it yourself.
    */
-  async getClient(): Promise<PoolClient> {
-    const transaction = currentTransaction(this.datasource);
-    if (transaction) return transaction.activeClient();
-    const scope = ConnectionScope.current();
-    if (!scope) throw new NoConnectionScopeError(this.datasource.name);
-    return (await scope.lease(this.datasource)).client;
+  getClient(): Promise<PoolClient> {
+    const context = ConnectionScope.context();
+    if (context === undefined) return Promise.reject(new NoConnectionScopeError(this.datasource.name));
+    const transaction = context.transactions?.get(this.datasource);
+    if (transaction !== undefined) {
+      try {
+        return Promise.resolve(transaction.activeClient());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return context.scope.lease(this.datasource).then(clientOf);
   }
 
   /**
