@@ -18,6 +18,11 @@ export interface RoundSample {
   timeouts: number;
   /** Server CPU time (user + system) per 2xx response, in microseconds. */
   cpuUsPerReq: number;
+  /**
+   * The user-mode part of it: the server's JavaScript (and V8, GC), without
+   * the kernel's socket work, whose cost swings most with the machine's load.
+   */
+  cpuUserUsPerReq: number;
   /** req/s over the baseline's req/s on the same adapter, same round. */
   ratio: number | null;
   /** CPU per request over the baseline's, same adapter, same round (below 1 is cheaper). */
@@ -63,10 +68,11 @@ async function measure(load: LoadProcess, slot: Slot): Promise<Omit<RoundSample,
   const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter);
   try {
     const url = `http://127.0.0.1:${server.port}/`;
-    if (config.warmup > 0) await load.run({ url, connections: config.connections, duration: config.warmup });
+    const rate = config.rate || undefined;
+    if (config.warmup > 0) await load.run({ url, connections: config.connections, duration: config.warmup, rate });
     await server.begin();
-    const result: LoadResult = await load.run({ url, connections: config.connections, duration: config.duration });
-    const { cpuUs } = await server.end();
+    const result: LoadResult = await load.run({ url, connections: config.connections, duration: config.duration, rate });
+    const { cpuUs, cpuUserUs } = await server.end();
     return {
       reqPerSec: result.reqPerSec,
       p50: result.p50,
@@ -76,6 +82,7 @@ async function measure(load: LoadProcess, slot: Slot): Promise<Omit<RoundSample,
       errors: result.errors,
       timeouts: result.timeouts,
       cpuUsPerReq: result.requests ? cpuUs / result.requests : NaN,
+      cpuUserUsPerReq: result.requests ? cpuUserUs / result.requests : NaN,
     };
   } finally {
     await server.stop();
@@ -100,7 +107,7 @@ export async function runCompare(log: (line: string) => void): Promise<CompareRe
         thisRound.set(key(slot), sample);
         log(
           `  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(20)} ${sample.reqPerSec.toFixed(0).padStart(7)} req/s  ` +
-            `p50 ${sample.p50} ms  p99 ${sample.p99} ms  cpu ${sample.cpuUsPerReq.toFixed(0)} µs/req` +
+            `p50 ${sample.p50} ms  p99 ${sample.p99} ms  cpu ${sample.cpuUsPerReq.toFixed(0)} µs/req (user ${sample.cpuUserUsPerReq.toFixed(0)})` +
             (sample.non2xx || sample.errors || sample.timeouts ? `  non2xx ${sample.non2xx} errors ${sample.errors} timeouts ${sample.timeouts}` : ''),
         );
       }
@@ -150,6 +157,7 @@ export async function runCompare(log: (line: string) => void): Promise<CompareRe
       durationS: config.duration,
       warmupS: config.warmup,
       connections: config.connections,
+      ...(config.rate ? { rate: config.rate } : {}),
       poolSize: config.poolSize,
       baseline: BASELINE,
     },

@@ -29,6 +29,12 @@ export const config = {
   warmup: num('BENCH_WARMUP', 2),
   /** Concurrent HTTP connections of autocannon. */
   connections: num('BENCH_CONNECTIONS', 50),
+  /**
+   * Fixed load, requests per second (0: as fast as the server answers). Below
+   * every contender's capacity, CPU per request then compares what each does
+   * per request, without the batching a faster server gets under saturation.
+   */
+  rate: num('BENCH_RATE', 0),
   /** `pg.Pool` size of every pooled contender. */
   poolSize: num('BENCH_POOL_SIZE', 10),
   /** Clients of `pgbench -S`: the database clients the pooled contenders have. */

@@ -15,6 +15,7 @@ function run(request: LoadRequest): Promise<LoadResult> {
         pipelining: 1,
         duration: request.duration,
         ...(request.amount ? { amount: request.amount } : {}),
+        ...(request.rate ? { overallRate: request.rate } : {}),
         timeout: 10,
       },
       (error, result) => {

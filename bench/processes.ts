@@ -53,9 +53,9 @@ export class ServerProcess {
     await this.request({ type: 'begin' }, 'begun');
   }
 
-  async end(): Promise<{ cpuUs: number; elapsedMs: number }> {
+  async end(): Promise<{ cpuUs: number; cpuUserUs: number; elapsedMs: number }> {
     const ended = await this.request<Extract<FromServer, { type: 'ended' }>>({ type: 'end' }, 'ended');
-    return { cpuUs: ended.cpuUserUs + ended.cpuSystemUs, elapsedMs: ended.elapsedMs };
+    return { cpuUs: ended.cpuUserUs + ended.cpuSystemUs, cpuUserUs: ended.cpuUserUs, elapsedMs: ended.elapsedMs };
   }
 
   async stats(gc = false): Promise<ServerStats> {

@@ -24,6 +24,8 @@ export interface LoadRequest {
   duration: number;
   /** Stop after this many requests (duration still bounds the run). */
   amount?: number;
+  /** Requests per second over all connections; 0 or absent: as many as the server answers. */
+  rate?: number;
 }
 
 export interface LoadResult {

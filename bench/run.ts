@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     node: process.versions.node,
     postgres: await postgresVersion(),
   };
-  log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections })}`);
+  log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections, rate: config.rate })}`);
   const results: BenchResults = { startedAt, finishedAt: '', machine, targets: [] };
   if (config.parts.includes('compare')) results.compare = await runCompare(log);
   if (config.parts.includes('micro')) results.micro = await runMicro(log);

@@ -15,7 +15,7 @@ import { ClsModule, ClsService } from 'nestjs-cls';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
-import { InjectConnection, PoolConnection, PoolModule } from '../../lib/index.js';
+import { InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
 import { config, dbConfig, SQL } from '../config.js';
 import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
 import { experiments } from './experiments.js';
@@ -54,6 +54,15 @@ class PgPoolModuleService implements QueryService {
   constructor(@InjectConnection() private readonly connection: PoolConnection) {}
   async selectOne(): Promise<unknown> {
     return (await this.connection.query(SQL)).rows[0];
+  }
+}
+
+// Ablation: the module's pool used directly (pool.query), with its middleware opening a scope nobody uses.
+@Injectable()
+class ModulePoolService implements QueryService {
+  constructor(@InjectPool() private readonly pool: pg.Pool) {}
+  async selectOne(): Promise<unknown> {
+    return (await this.pool.query(SQL)).rows[0];
   }
 }
 
@@ -236,7 +245,14 @@ export const CONTENDERS: Contender[] = [
 ];
 
 /** Ablations of (2), run only when named in BENCH_CONTENDERS. */
-export const EXPERIMENTS: Contender[] = experiments(() => [poolProvider, PoolEnder], SingletonPoolService);
+export const EXPERIMENTS: Contender[] = [
+  ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
+  {
+    id: 'x-module-pool-query',
+    label: '(2) through the module: its pool.query, its middleware',
+    module: () => app([{ provide: QUERY_SERVICE, useClass: ModulePoolService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+];
 
 export function contender(id: string): Contender {
   const found = [...CONTENDERS, ...EXPERIMENTS].find((c) => c.id === id);

@@ -4,10 +4,38 @@ import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
 import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
+import type { Turns } from '../transaction/turns.js';
 import { sendCancelRequest } from './cancel-request.js';
+import { describeHolder, type ScopeHolder } from './scope-holder.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction } from './pg-client-state.js';
 
 export type QueryInput = string | QueryConfig<unknown[]>;
+
+/** How the module's queries report back internally: pg's callback shape. */
+export type QueryCallback<R extends QueryResultRow> = (error: Error | undefined, result?: QueryResult<R>) => void;
+
+// The lease a checked-out client belongs to, read by the one 'error' listener all leased clients share.
+const LEASE = Symbol('nestjs-pg-pool:lease');
+type LeasedClient = PoolClient & { [LEASE]?: ConnectionLease };
+
+function onLeasedClientError(this: LeasedClient, error: Error): void {
+  this[LEASE]?.clientFailed(error);
+}
+
+/**
+ * pg's promise API re-captures a failed query's stack here, in a reaction
+ * its caller awaits, so that the stack leads back to the application rather
+ * than to the socket read; the module's queries use pg's callback API and
+ * keep that.
+ */
+export function withCallerStack<T>(promise: Promise<T>): Promise<T> {
+  return promise.catch(recaptureStack);
+}
+
+function recaptureStack(error: unknown): never {
+  if (error instanceof Error) Error.captureStackTrace(error);
+  throw error;
+}
 
 /**
  * One client checked out of a datasource's pool, and everything the module
@@ -17,30 +45,35 @@ export type QueryInput = string | QueryConfig<unknown[]>;
 export class ConnectionLease {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
+  /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
+  transactionTurns: Turns | undefined = undefined;
   private running = 0;
-  private whenIdle: (() => void) | undefined;
-  private brokenBy: Error | undefined;
+  private whenIdle: (() => void) | undefined = undefined;
+  private brokenBy: Error | undefined = undefined;
   private released = false;
   /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
   private handedBack = false;
-  private leakTimer: NodeJS.Timeout | undefined;
+  private leakTimer: NodeJS.Timeout | undefined = undefined;
   private leakReported = false;
 
   constructor(
     readonly datasource: Datasource,
     readonly client: PoolClient,
     /** Who holds the client (route, handler), for leak warnings. */
-    describeHolder?: () => string,
+    holder?: ScopeHolder,
     /** Created where the client was asked for, before any await, for its stack. */
     acquiredAt?: Error,
   ) {
     // A checked-out client whose connection drops emits 'error'; with no
-    // listener that kills the process (node-postgres #1611, #2635).
-    client.on('error', this.onClientError);
+    // listener that kills the process (node-postgres #1611, #2635). One
+    // shared listener finds the lease on the client: no closure per lease.
+    (client as LeasedClient)[LEASE] = this;
+    client.on('error', onLeasedClientError);
     const threshold = datasource.options.leakDetectionThreshold;
     if (threshold) {
-      const acquiredBy = (acquiredAt ?? new Error('acquired here')).stack ?? '';
-      this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy, describeHolder?.()), threshold);
+      // The stack is only formatted (which costs) if a warning needs it.
+      const acquiredBy = acquiredAt ?? new Error('acquired here');
+      this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy.stack ?? '', describeHolder(holder)), threshold);
       this.leakTimer.unref();
     }
   }
@@ -56,24 +89,52 @@ export class ConnectionLease {
    */
   wrote = false;
 
-  async query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
-    if (this.released) throw new ConnectionScopeClosedError(this.datasource.name);
-    if (this.brokenBy) throw this.failure(this.brokenBy);
-    if (this.datasource.options.transactionPooling) assertFitsTransactionPooling(this.datasource.name, input);
+  /** @internal True while a transaction runs, or waits to run, on this client. */
+  get inTransactions(): boolean {
+    return this.transactionTurns !== undefined && this.transactionTurns.busy;
+  }
+
+  /** @internal Resolves once no transaction runs on this client. */
+  outsideTransactions(): Promise<void> {
+    return this.transactionTurns?.idle() ?? Promise.resolve();
+  }
+
+  /**
+   * One promise of the module's own around pg's callback (an async function
+   * awaiting pg's promise would make four, each costing async hooks while
+   * AsyncLocalStorage is on), plus the reaction that fixes a failure's stack.
+   */
+  query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    return withCallerStack(
+      new Promise<QueryResult<R>>((resolve, reject) => this.send<R>(input, values, false, (error, result) => (error ? reject(error) : resolve(result!)))),
+    );
+  }
+
+  /**
+   * @internal A query through pg's callback API: the lease learns the query
+   * ended (and with `releaseAfter` hands the client back), then `done` gets
+   * the outcome. Calls `done` exactly once.
+   */
+  send<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, releaseAfter: boolean, done: QueryCallback<R>): void {
+    const refusal = this.refusal(input);
+    if (refusal) {
+      if (releaseAfter) this.release();
+      return done(refusal);
+    }
     this.running++;
     try {
-      const result = await this.client.query<R>(input, values as unknown[] | undefined);
-      if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
-      return result;
+      // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
+      this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
+        // Before the client may go back: a broken one must be marked so first.
+        const outcome = error ? this.outcomeOf(error) : undefined;
+        if (!error && this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+        this.queryEnded(releaseAfter);
+        done(outcome, result);
+      });
     } catch (error) {
-      // A DatabaseError is the server answering, unless it is FATAL (the
-      // server ends the session: pg_terminate_backend, shutdown); anything
-      // else (connection terminated, query read timeout) leaves it unusable too.
-      if (error instanceof DatabaseError && !endsSession(error)) throw error;
-      this.brokenBy ??= error as Error;
-      throw this.failure(error);
-    } finally {
-      if (--this.running === 0) this.whenIdle?.();
+      // Thrown before the query was queued (e.g. no text): pg calls nothing back.
+      this.queryEnded(releaseAfter);
+      done(error as Error);
     }
   }
 
@@ -85,8 +146,8 @@ export class ConnectionLease {
   release(cancel = false): void {
     if (this.released) return;
     this.released = true;
-    if (this.running === 0) return void this.handBack();
-    this.whenIdle = () => void this.handBack();
+    if (this.running === 0) return this.handBack();
+    this.whenIdle = () => this.handBack();
     const key = cancel ? backendKeyOf(this.client) : undefined;
     if (key) void sendCancelRequest(key);
   }
@@ -101,42 +162,89 @@ export class ConnectionLease {
     this.brokenBy ??= reason;
     this.released = true;
     const key = this.running > 0 ? backendKeyOf(this.client) : undefined;
-    void this.handBack();
+    this.handBack();
     if (key) await sendCancelRequest(key);
+  }
+
+  /** @internal The client's connection failed (its 'error' event). */
+  clientFailed(error: Error): void {
+    // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
+    if (this.brokenBy) return;
+    this.brokenBy = error;
+    this.datasource.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
+  }
+
+  /** Why a query cannot run on this client now, if it cannot. */
+  private refusal(input: QueryInput): Error | undefined {
+    if (this.released) return new ConnectionScopeClosedError(this.datasource.name);
+    if (this.brokenBy) return this.failure(this.brokenBy);
+    if (this.datasource.options.transactionPooling) {
+      try {
+        assertFitsTransactionPooling(this.datasource.name, input);
+      } catch (error) {
+        return error as Error;
+      }
+    }
+    return undefined;
+  }
+
+  private queryEnded(releaseAfter: boolean): void {
+    if (--this.running === 0) this.whenIdle?.();
+    if (releaseAfter) this.release();
+  }
+
+  /**
+   * A DatabaseError is the server answering, unless it is FATAL (the server
+   * ends the session: pg_terminate_backend, shutdown); anything else
+   * (connection terminated, query read timeout) leaves the client unusable too.
+   */
+  private outcomeOf(error: Error): Error {
+    if (error instanceof DatabaseError && !endsSession(error)) return error;
+    this.brokenBy ??= error;
+    return this.failure(error);
   }
 
   /**
    * Back to the pool, clean: an open transaction (a handler that began one
    * and threw, or forgot to commit) is rolled back, `resetOnRelease` runs,
    * and a connection that broke, failed either step or outlived its
-   * lifetime is closed instead of reused.
+   * lifetime is closed instead of reused. Synchronous when there is nothing
+   * to clean, as after almost every request.
    */
-  private async handBack(): Promise<void> {
+  private handBack(): void {
     this.whenIdle = undefined;
     const reset = this.datasource.options.resetOnRelease;
-    if (!this.brokenBy && (isInTransaction(this.client) || reset)) {
-      try {
-        if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
-        if (reset) {
-          await this.client.query(reset);
-          await forgetDeallocatedStatements(this.client);
-        }
-      } catch (error) {
-        this.brokenBy ??= error as Error;
+    if (!this.brokenBy && (reset || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
+    else this.giveBack();
+  }
+
+  private async cleanThenHandBack(reset: string | undefined): Promise<void> {
+    try {
+      if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
+      if (reset) {
+        await this.client.query(reset);
+        await forgetDeallocatedStatements(this.client);
       }
+    } catch (error) {
+      this.brokenBy ??= error as Error;
     }
-    // destroy() during the awaits above already handed the client back: a
-    // second release() would throw, unhandled, from this detached promise.
+    this.giveBack();
+  }
+
+  private giveBack(): void {
+    // destroy() during the awaits of cleanThenHandBack already handed the
+    // client back: a second release() would throw, unhandled, from its detached promise.
     if (this.handedBack) return;
     this.handedBack = true;
     if (!this.brokenBy && this.datasource.isExpired(this.client)) {
       this.brokenBy = new PoolError('connection reached its maximum lifetime');
     }
-    clearTimeout(this.leakTimer);
+    if (this.leakTimer !== undefined) clearTimeout(this.leakTimer);
     if (this.leakReported) {
       this.datasource.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
     }
-    this.client.off('error', this.onClientError);
+    this.client.off('error', onLeasedClientError);
+    (this.client as LeasedClient)[LEASE] = undefined;
     this.client.release(this.brokenBy);
     this.datasource.leaseEnded(this);
   }
@@ -158,11 +266,4 @@ export class ConnectionLease {
         `${holder ? ` by ${holder}` : ''}; it may have leaked. Acquired at:\n${acquiredBy}`,
     );
   }
-
-  private readonly onClientError = (error: Error): void => {
-    // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
-    if (this.brokenBy) return;
-    this.brokenBy = error;
-    this.datasource.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
-  };
 }

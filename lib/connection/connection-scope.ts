@@ -1,39 +1,120 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
-import type { Datasource } from '../datasource/datasource.js';
+import type { QueryResult, QueryResultRow } from 'pg';
+import type { Datasource, LeaseRecipient } from '../datasource/datasource.js';
 import { ConnectionScopeClosedError, PoolUnavailableError } from '../pool.errors.js';
-import type { ConnectionLease } from './connection-lease.js';
+import type { OpenTransaction } from '../transaction/transaction.js';
+import { withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
+import type { ScopeHolder } from './scope-holder.js';
 
-interface LeaseSlot {
-  readonly pending: Promise<ConnectionLease>;
-  lease?: ConnectionLease;
+/**
+ * What the running code's async context holds: its connection scope and,
+ * inside transactions, the innermost transaction of each datasource. One
+ * AsyncLocalStorage carries both (a scope is its own context; a transaction
+ * frame is a second object), so a query looks its context up once, and async
+ * hooks copy one store per async resource, not two.
+ */
+export interface ScopeContext {
+  readonly scope: ConnectionScope;
+  /** Absent on a scope itself: no transaction runs there. */
+  readonly transactions?: ReadonlyMap<Datasource, OpenTransaction>;
 }
 
-const storage = new AsyncLocalStorage<ConnectionScope>();
+const storage = new AsyncLocalStorage<ScopeContext>();
 
 /** Seconds an HTTP client is told to wait (Retry-After) when no connection could be had. */
 const RETRY_AFTER_SECONDS = 1;
 
+type LeaseCallback = (error: unknown, lease?: ConnectionLease) => void;
+
+/**
+ * The client of one datasource in a scope: asked for, then here (`lease`) or
+ * refused (`error`). Who needs it meanwhile waits with a callback, so that the
+ * first query of a request runs as soon as the client comes, in the
+ * datasource's callback, without promises in between.
+ */
+class LeaseSlot implements LeaseRecipient {
+  lease: ConnectionLease | undefined = undefined;
+  private error: unknown = undefined;
+  private refusedOnce = false;
+  // The first waiter in a field: usually the only one.
+  private waiter: LeaseCallback | undefined = undefined;
+  private moreWaiters: LeaseCallback[] | undefined = undefined;
+
+  constructor(
+    readonly scope: ConnectionScope,
+    readonly datasource: Datasource,
+  ) {}
+
+  wait(callback: LeaseCallback): void {
+    if (this.lease !== undefined) callback(undefined, this.lease);
+    else if (this.refusedOnce) callback(this.error);
+    else if (this.waiter === undefined) this.waiter = callback;
+    else (this.moreWaiters ??= []).push(callback);
+  }
+
+  whenLeased(): Promise<ConnectionLease> {
+    return new Promise((resolve, reject) => this.wait((error, lease) => (lease ? resolve(lease) : reject(error))));
+  }
+
+  received(lease: ConnectionLease): void {
+    this.lease = lease;
+    // The scope ended while the client was on its way.
+    if (this.scope.isClosed) lease.release();
+    this.flush(undefined, lease);
+  }
+
+  refused(error: Error): void {
+    this.error = error;
+    this.refusedOnce = true;
+    // A failed borrow leaves nothing to release; the next query may try again.
+    this.scope.forget(this);
+    // The 503 this error becomes tells the HTTP client when to come back.
+    const response = this.scope.response;
+    if (error instanceof PoolUnavailableError && response && !response.headersSent) {
+      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+    }
+    this.flush(error, undefined);
+  }
+
+  private flush(error: unknown, lease: ConnectionLease | undefined): void {
+    const { waiter, moreWaiters } = this;
+    this.waiter = this.moreWaiters = undefined;
+    waiter?.(error, lease);
+    if (moreWaiters) for (const next of moreWaiters) next(error, lease);
+  }
+}
+
 /**
  * The unit of work that owns at most one client of each datasource: a request
- * (opened by the module's interceptor) or a `ConnectionScope.run()` call.
+ * (opened by the module's middleware or interceptor) or a `ConnectionScope.run()` call.
  * Clients are borrowed on the first query and all handed back on `close()`.
  */
-export class ConnectionScope {
-  private readonly slots = new Map<Datasource, LeaseSlot>();
+export class ConnectionScope implements ScopeContext {
+  /** A scope is its own async context (see ScopeContext). */
+  readonly scope: ConnectionScope = this;
+  // Most scopes use one datasource: its slot sits in a field, the others (if any) in a Map made on demand.
+  private first: LeaseSlot | undefined = undefined;
+  private others: Map<Datasource, LeaseSlot> | undefined = undefined;
   private closed = false;
 
   /**
-   * @param describeHolder names who holds the scope (route, handler) in leak warnings.
+   * @internal
+   * @param holder names who holds the scope (route, handler) in leak warnings.
    * @param response the HTTP response of the request the scope belongs to, if any.
    */
   constructor(
-    private readonly describeHolder?: () => string,
-    private readonly response?: ServerResponse,
+    readonly holder?: ScopeHolder,
+    readonly response?: ServerResponse,
   ) {}
 
   /** The scope of the running code, if any. */
   static current(): ConnectionScope | undefined {
+    return storage.getStore()?.scope;
+  }
+
+  /** @internal The running code's scope and transactions, in one lookup. */
+  static context(): ScopeContext | undefined {
     return storage.getStore();
   }
 
@@ -42,50 +123,77 @@ export class ConnectionScope {
    * client, released when `fn` settles. For work outside a request (cron jobs,
    * queue consumers, scripts) that needs one connection throughout.
    */
-  static async run<T>(fn: () => T | Promise<T>): Promise<T> {
+  static run<T>(fn: () => T | Promise<T>): Promise<T> {
     const scope = new ConnectionScope();
+    let result: T | Promise<T>;
     try {
-      return await storage.run(scope, fn);
-    } finally {
+      result = storage.run(scope, fn);
+    } catch (error) {
       scope.close();
+      return Promise.reject(error);
     }
+    // One reaction rather than an async function's await and its own promise.
+    return Promise.resolve(result).then(
+      (value) => {
+        scope.close();
+        return value;
+      },
+      (error: unknown) => {
+        scope.close();
+        throw error;
+      },
+    );
   }
 
-  /** @internal Runs `fn` with `scope` as the current scope, without closing it. */
-  static enter<T>(scope: ConnectionScope, fn: () => T): T {
-    return storage.run(scope, fn);
+  /** @internal Runs `fn` with `context` (a scope, or a transaction frame in one) as the current context. */
+  static enter<T>(context: ScopeContext, fn: () => T): T {
+    return storage.run(context, fn);
+  }
+
+  /** @internal */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * @internal A query on the scope's client of `datasource`, once no
+   * transaction runs on that client (a query made outside them must not land
+   * in one).
+   */
+  query<R extends QueryResultRow>(datasource: Datasource, input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    const slot = this.slotOf(datasource);
+    const lease = slot?.lease;
+    // The usual case after the first query: the client is here and free. No
+    // promise or await of the module's own (each costs async hooks).
+    if (lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
+    if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
+    // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
+    const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(datasource);
+    // The first query: sent from the datasource's callback as the client comes.
+    return withCallerStack(
+      new Promise<QueryResult<R>>((resolve, reject) =>
+        arriving.wait((error, arrived) => {
+          if (!arrived) return reject(error);
+          const send = (): void => arrived.send<R>(input, values, false, (failure, result) => (failure ? reject(failure) : resolve(result!)));
+          if (arrived.inTransactions) arrived.outsideTransactions().then(send, reject);
+          else send();
+        }),
+      ),
+    );
   }
 
   /** @internal The scope's client of `datasource`, borrowed on first use. */
   lease(datasource: Datasource): Promise<ConnectionLease> {
     if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
-    const existing = this.slots.get(datasource);
+    const existing = this.slotOf(datasource);
     // A client closed mid-scope (its transaction could not be rolled back) is replaced by a fresh one.
-    if (existing && !existing.lease?.isReleased) return existing.pending;
-    const pending = datasource.acquire(this.describeHolder);
-    const slot: LeaseSlot = { pending };
-    this.slots.set(datasource, slot);
-    pending.then(
-      (lease) => {
-        slot.lease = lease;
-        // The scope ended while the client was on its way.
-        if (this.closed) lease.release();
-      },
-      // A failed borrow leaves nothing to release; the next query may try again.
-      (error: unknown) => {
-        this.slots.delete(datasource);
-        // The 503 this error becomes tells the HTTP client when to come back.
-        if (error instanceof PoolUnavailableError && this.response && !this.response.headersSent) {
-          this.response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-        }
-      },
-    );
-    return pending;
+    const slot = existing !== undefined && !existing.lease?.isReleased ? existing : this.borrow(datasource);
+    return slot.whenLeased();
   }
 
   /** @internal The scope's client of `datasource` if it already holds one. */
   heldLease(datasource: Datasource): ConnectionLease | undefined {
-    const lease = this.slots.get(datasource)?.lease;
+    const lease = this.slotOf(datasource)?.lease;
     return lease?.isReleased ? undefined : lease;
   }
 
@@ -99,9 +207,33 @@ export class ConnectionScope {
     this.end(true);
   }
 
+  /** @internal Drops the slot of a borrow that failed. */
+  forget(slot: LeaseSlot): void {
+    if (this.first === slot) this.first = undefined;
+    else if (this.others?.get(slot.datasource) === slot) this.others.delete(slot.datasource);
+  }
+
+  private slotOf(datasource: Datasource): LeaseSlot | undefined {
+    const first = this.first;
+    if (first !== undefined && first.datasource === datasource) return first;
+    return this.others?.get(datasource);
+  }
+
+  /** A new slot for `datasource` (in place of one whose client was closed), and its client asked for. */
+  private borrow(datasource: Datasource): LeaseSlot {
+    const slot = new LeaseSlot(this, datasource);
+    const first = this.first;
+    if (this.others?.has(datasource)) this.others.set(datasource, slot);
+    else if (first === undefined || first.datasource === datasource) this.first = slot;
+    else (this.others ??= new Map()).set(datasource, slot);
+    datasource.lend(this.holder, slot);
+    return slot;
+  }
+
   private end(cancel: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    for (const slot of this.slots.values()) slot.lease?.release(cancel);
+    this.first?.lease?.release(cancel);
+    if (this.others) for (const slot of this.others.values()) slot.lease?.release(cancel);
   }
 }

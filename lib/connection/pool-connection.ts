@@ -2,15 +2,17 @@ import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
 import { NoConnectionScopeError } from '../pool.errors.js';
 import { runInTransaction } from '../transaction/run-transaction.js';
-import { currentTransaction, outsideTransactions } from '../transaction/transaction-context.js';
 import { validateTransactionOptions } from '../transaction/transaction-options.js';
 import type { TransactionOptions } from '../transaction/transaction-options.interface.js';
 import type { Transaction } from '../transaction/transaction.js';
 import { isReadStatement, prefersReplica } from '../replication/read-routing.js';
 import { queryReplica } from '../replication/query-replica.js';
-import type { QueryInput } from './connection-lease.js';
+import type { ConnectionLease, QueryInput } from './connection-lease.js';
+import type { ReplicaSet } from '../replication/replica-set.js';
 import { ConnectionScope } from './connection-scope.js';
 import { isInTransaction } from './pg-client-state.js';
+
+const clientOf = (lease: ConnectionLease): PoolClient => lease.client;
 
 /**
  * What `@InjectConnection()` gives: a singleton whose queries run on the
@@ -33,22 +35,30 @@ export class PoolConnection {
 
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
   query<R extends QueryResultRow = QueryResultRow>(config: QueryConfig<unknown[]>): Promise<QueryResult<R>>;
-  async query<R extends QueryResultRow>(
-    input: string | QueryConfig<unknown[]>,
-    values?: readonly unknown[],
-  ): Promise<QueryResult<R>> {
-    const transaction = currentTransaction(this.datasource);
-    if (transaction) return transaction.query<R>(input, values);
-    const scope = ConnectionScope.current();
+  query<R extends QueryResultRow>(input: string | QueryConfig<unknown[]>, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    // Not async: each layer returns the promise of the one below, so a query
+    // costs no promise of the module's own once the scope has its client.
+    const context = ConnectionScope.context();
+    const transaction = context?.transactions?.get(this.datasource);
+    if (transaction !== undefined) return transaction.query<R>(input, values);
     const replicas = this.datasource.replicas;
-    if (replicas && this.mayReadFromReplica(input, scope)) {
-      const result = await queryReplica<R>(replicas, scope, input, values);
-      if (result) return result;
+    if (replicas !== undefined && this.mayReadFromReplica(input, context?.scope)) {
+      return this.readFromReplica<R>(replicas, context?.scope, input, values);
     }
-    if (!scope) return this.datasource.withLease((lease) => lease.query<R>(input, values));
-    const lease = await scope.lease(this.datasource);
-    await outsideTransactions(lease);
-    return lease.query<R>(input, values);
+    if (context === undefined) return this.datasource.query<R>(input, values);
+    return context.scope.query<R>(this.datasource, input, values);
+  }
+
+  /** A read on a replica, or on the primary when none answers. */
+  private async readFromReplica<R extends QueryResultRow>(
+    replicas: ReplicaSet,
+    scope: ConnectionScope | undefined,
+    input: QueryInput,
+    values: readonly unknown[] | undefined,
+  ): Promise<QueryResult<R>> {
+    const result = await queryReplica<R>(replicas, scope, input, values);
+    if (result) return result;
+    return scope ? scope.query<R>(this.datasource, input, values) : this.datasource.query<R>(input, values);
   }
 
   /**
@@ -67,12 +77,18 @@ export class PoolConnection {
    * for what `query` does not cover (cursors, COPY streams, LISTEN). The
    * module releases it with the scope: never call `release()` on it yourself.
    */
-  async getClient(): Promise<PoolClient> {
-    const transaction = currentTransaction(this.datasource);
-    if (transaction) return transaction.activeClient();
-    const scope = ConnectionScope.current();
-    if (!scope) throw new NoConnectionScopeError(this.datasource.name);
-    return (await scope.lease(this.datasource)).client;
+  getClient(): Promise<PoolClient> {
+    const context = ConnectionScope.context();
+    if (context === undefined) return Promise.reject(new NoConnectionScopeError(this.datasource.name));
+    const transaction = context.transactions?.get(this.datasource);
+    if (transaction !== undefined) {
+      try {
+        return Promise.resolve(transaction.activeClient());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return context.scope.lease(this.datasource).then(clientOf);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
-import pg from 'pg';
-import { ConnectionLease } from '../connection/connection-lease.js';
+import pg, { type QueryResult, type QueryResultRow } from 'pg';
+import { ConnectionLease, withCallerStack, type QueryInput } from '../connection/connection-lease.js';
+import type { ScopeHolder } from '../connection/scope-holder.js';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
 import {
   DEFAULT_ACQUIRE_TIMEOUT_MS,
@@ -31,6 +32,12 @@ const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
 const CONNECTION_BUDGET_QUERY =
   "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available";
 
+/** Told, once, how an acquisition ended: the lease, or why there is none. */
+export interface LeaseRecipient {
+  received(lease: ConnectionLease): void;
+  refused(error: Error): void;
+}
+
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
  * clients it lent out, so that shutdown can wait for them and nothing leaks.
@@ -45,7 +52,7 @@ export class Datasource {
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
-  /** Rejecters of the acquisitions waiting for a client, refused at once when the datasource closes. */
+  /** Refusers of the acquisitions waiting for a client, called at once when the datasource closes. */
   private readonly waiting = new Set<(error: Error) => void>();
 
   constructor(
@@ -95,33 +102,21 @@ export class Datasource {
     return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.max };
   }
 
-  /** Checks out a client; `describeHolder` names the borrower in leak warnings. */
-  async acquire(describeHolder?: () => string): Promise<ConnectionLease> {
-    if (this.closing) throw new PoolClosedError(this.name);
-    const maxWaiting = this.options.maxWaitingClients;
-    if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
-      throw new PoolQueueFullError(this.name, this.counts());
-    }
-    // Taken before the first await, while the borrower's frames are still on the stack.
+  /** Checks out a client; `holder` names the borrower in leak warnings. */
+  acquire(holder?: ScopeHolder): Promise<ConnectionLease> {
+    return new Promise((resolve, reject) => this.lend(holder, { received: resolve, refused: reject }));
+  }
+
+  /**
+   * @internal Checks out a client for `recipient` (a connection scope's
+   * slot), told the outcome from pg-pool's callback: no promise in between.
+   */
+  lend(holder: ScopeHolder | undefined, recipient: LeaseRecipient): void {
+    const refusal = this.refusal();
+    if (refusal) return recipient.refused(refusal);
+    // Taken before pg-pool is asked, while the borrower's frames are still on the stack.
     const acquiredAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
-    const waitStarted = performance.now();
-    for (;;) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.connect();
-      } catch (error) {
-        throw this.acquireError(error, Math.round(performance.now() - waitStarted));
-      }
-      // An expired connection is retired here rather than handed out.
-      if (this.isExpired(client)) {
-        client.release(new PoolError('connection reached its maximum lifetime'));
-        continue;
-      }
-      const lease = new ConnectionLease(this, client, describeHolder, acquiredAt);
-      this.stats.recordAcquired(lease.acquiredAt - waitStarted);
-      this.leases.add(lease);
-      return lease;
-    }
+    this.checkOut(performance.now(), holder, acquiredAt, recipient);
   }
 
   /** Borrows a client for `fn` alone, like `pool.query` does for one query. */
@@ -134,12 +129,26 @@ export class Datasource {
     }
   }
 
+  /** One query on a client borrowed for it alone, like `pool.query` (and with as many promises). */
+  query<R extends QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    return withCallerStack(
+      new Promise<QueryResult<R>>((resolve, reject) =>
+        this.lend(undefined, {
+          received: (lease) => lease.send<R>(input, values, true, (error, result) => (error ? reject(error) : resolve(result!))),
+          refused: reject,
+        }),
+      ),
+    );
+  }
+
   /** @internal Called by a lease once its client is back in the pool (or destroyed). */
   leaseEnded(lease: ConnectionLease): void {
     if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
   isExpired(client: pg.PoolClient): boolean {
+    // Only connections with a maximum lifetime have a retirement date.
+    if (!this.options.maxLifetimeSeconds) return false;
     const retireAt = this.retireAt.get(client);
     return retireAt !== undefined && Date.now() >= retireAt;
   }
@@ -199,27 +208,37 @@ export class Datasource {
     for (const client of clients) client.release();
   }
 
+  /** Why an acquire fails at once, if it does: the datasource is closing, or too many already wait. */
+  private refusal(): PoolError | undefined {
+    if (this.closing) return new PoolClosedError(this.name);
+    const maxWaiting = this.options.maxWaitingClients;
+    if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
+      return new PoolQueueFullError(this.name, this.counts());
+    }
+    return undefined;
+  }
+
   /**
-   * `pool.connect()`, except that closing the datasource refuses it at once:
-   * pg-pool's end() leaves its queue waiting until each acquire times out,
-   * which would hold the shutdown past the drain timeout.
+   * `pool.connect()` and the lease made of its client. Closing the datasource
+   * refuses it at once: pg-pool's end() leaves its queue waiting until each
+   * acquire times out, which would hold the shutdown past the drain timeout.
+   * An expired connection is retired here rather than handed out, and another asked for.
    */
-  private connect(): Promise<pg.PoolClient> {
-    const connecting = this.pool.connect();
-    return new Promise((resolve, reject) => {
-      this.waiting.add(reject);
-      connecting.then(
-        (client) => {
-          this.waiting.delete(reject);
-          // Refused meanwhile: nobody takes this client, pg-pool closes it.
-          if (this.closing) client.release();
-          else resolve(client);
-        },
-        (error: unknown) => {
-          this.waiting.delete(reject);
-          reject(error);
-        },
-      );
+  private checkOut(waitStarted: number, holder: ScopeHolder | undefined, acquiredAt: Error | undefined, recipient: LeaseRecipient): void {
+    const refuse = (error: Error): void => recipient.refused(error);
+    this.waiting.add(refuse);
+    this.pool.connect((error, client) => {
+      // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
+      if (!this.waiting.delete(refuse)) return client?.release();
+      if (error || !client) return refuse(this.acquireError(error, Math.round(performance.now() - waitStarted)));
+      if (this.isExpired(client)) {
+        client.release(new PoolError('connection reached its maximum lifetime'));
+        return this.checkOut(waitStarted, holder, acquiredAt, recipient);
+      }
+      const lease = new ConnectionLease(this, client, holder, acquiredAt);
+      this.stats.recordAcquired(lease.acquiredAt - waitStarted);
+      this.leases.add(lease);
+      recipient.received(lease);
     });
   }
 
@@ -249,9 +268,9 @@ export class Datasource {
   }
 
   private async drainAndEnd(): Promise<void> {
-    const refused = new PoolClosedError(this.name);
-    for (const refuse of this.waiting) refuse(refused);
+    const waiting = [...this.waiting];
     this.waiting.clear();
+    for (const refuse of waiting) refuse(new PoolClosedError(this.name));
     const ended = this.pool.end();
     if (this.leases.size > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -2,9 +2,12 @@ import { Injectable, type NestMiddleware } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConnectionScope } from '../connection/connection-scope.js';
 
-const REQUEST_SCOPE = Symbol('nestjs-pg-pool:connectionScope');
-
-type ScopedRequest = IncomingMessage & { [REQUEST_SCOPE]?: ConnectionScope };
+// The scope of each scoped request, for the interceptor. A WeakMap rather
+// than a property on the request: adding a property to Express' or Node's
+// request and response objects (which already carry many) turns them into
+// dictionary-mode objects, and every later property access of Express and
+// node:http on them got slower: that cost more than all of the scope's work.
+const requestScopes = new WeakMap<IncomingMessage, ConnectionScope>();
 
 /**
  * Opens the connection scope of an HTTP request (Express and Fastify) before
@@ -20,9 +23,11 @@ type ScopedRequest = IncomingMessage & { [REQUEST_SCOPE]?: ConnectionScope };
 @Injectable()
 export class ConnectionScopeMiddleware implements NestMiddleware {
   use(request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void): void {
-    const scope = new ConnectionScope(() => `${request.method} ${request.url}`, response);
-    (request as ScopedRequest)[REQUEST_SCOPE] = scope;
-    response.once('close', () => {
+    // The request names the holder in leak warnings, lazily: no closure for that.
+    const scope = new ConnectionScope(request, response);
+    requestScopes.set(request, scope);
+    // 'close' comes once: `on` spares the wrapper `once` would add.
+    response.on('close', () => {
       if (response.writableFinished) scope.close();
       else scope.abort();
     });
@@ -32,6 +37,6 @@ export class ConnectionScopeMiddleware implements NestMiddleware {
 
 /** The scope ConnectionScopeMiddleware opened for this HTTP request (Node request, Express `req` or Fastify `request`), if any. */
 export function requestScopeOf(request: unknown): ConnectionScope | undefined {
-  const raw = ((request as { raw?: unknown } | undefined)?.raw ?? request) as ScopedRequest | undefined;
-  return raw?.[REQUEST_SCOPE];
+  const raw = (request as { raw?: unknown } | undefined)?.raw ?? request;
+  return typeof raw === 'object' && raw !== null ? requestScopes.get(raw as IncomingMessage) : undefined;
 }
