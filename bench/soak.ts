@@ -1,18 +1,11 @@
 import { config } from './config.js';
 import { LoadProcess, ServerProcess } from './processes.js';
-import type { ServerStats } from './protocol.js';
+import type { LoadResult, ServerStats } from './protocol.js';
 import { sleep } from './stats.js';
 
-export interface SoakResult {
+/** The load generator's figures of the soak, plus memory at start and end. */
+export interface SoakResult extends Omit<LoadResult, 'latencyMean'> {
   settings: { maxRequests: number; maxSeconds: number; connections: number; route: string; adapter: string };
-  requests: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  durationS: number;
-  reqPerSec: number;
-  p50: number;
-  p99: number;
   /** After warm-up and a full GC. */
   start: ServerStats;
   /** After the load and a full GC. */
