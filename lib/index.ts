@@ -7,7 +7,6 @@ export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
 export { PoolConnection } from './connection/pool-connection.js';
 export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
-export { ConnectionScopeMiddleware } from './scope-initializers/connection-scope.middleware.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
 export { Transactional } from './transaction/transactional.decorator.js';

@@ -1,15 +1,15 @@
-import { Global, Module, RequestMethod, type MiddlewareConsumer, type NestModule, type OnModuleInit } from '@nestjs/common';
-import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { Global, Module, type NestModule, type OnModuleInit } from '@nestjs/common';
+import { APP_INTERCEPTOR, DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
-import { ConnectionScopeMiddleware } from './scope-initializers/connection-scope.middleware.js';
+import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
 /**
  * Imported once per application by every `PoolModule.forRoot*()`: holds the
  * registry of datasources, the public reader of their statistics, the
- * middleware that scopes connections to HTTP requests, the global
+ * scoping of connections to the HTTP server's requests, the global
  * interceptor that scopes them to every other handler (RPC, WebSocket), and
  * the bootstrap check of `@Transactional()`.
  */
@@ -26,14 +26,17 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
   exports: [DatasourceRegistry, PoolStatsService],
 })
 export class PoolCoreModule implements NestModule, OnModuleInit {
-  constructor(private readonly interceptor: ConnectionScopeInterceptor) {}
+  constructor(
+    private readonly interceptor: ConnectionScopeInterceptor,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
 
-  // Nest calls configure() last before it registers the HTTP routes (gateways
-  // are already connected) and onModuleInit() right after: the routes built
-  // in between are all behind the middleware and need no interceptor.
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(ConnectionScopeMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
-    this.interceptor.coverHttpRoutes(true);
+  // Nest calls configure() in HTTP applications only, last before it
+  // registers the HTTP routes (gateways are already connected), and
+  // onModuleInit() right after: the routes built in between serve requests
+  // the server scopes, and need no interceptor.
+  configure(): void {
+    if (scopeHttpRequests(this.adapterHost.httpAdapter?.getHttpServer())) this.interceptor.coverHttpRoutes(true);
   }
 
   onModuleInit(): void {

@@ -2,24 +2,22 @@ import { Injectable, type CallHandler, type ExecutionContext, type NestIntercept
 import type { ServerResponse } from 'node:http';
 import { finalize, type Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
-import { requestScopeOf } from './connection-scope.middleware.js';
 
 /**
- * Opens a connection scope around every handler that no middleware scoped
- * (RPC, WebSocket, HTTP without ConnectionScopeMiddleware) and closes it when
- * the handler's observable completes, errors or is unsubscribed. For HTTP it
- * also closes the scope, cancelling running queries, when the client hangs up
- * before the response is sent.
+ * Opens a connection scope around every handler whose request has none (RPC,
+ * WebSocket, HTTP requests that did not come through the server) and closes
+ * it when the handler's observable completes, errors or is unsubscribed. For
+ * HTTP it also closes the scope, cancelling running queries, when the client
+ * hangs up before the response is sent.
  *
- * An HTTP request that ConnectionScopeMiddleware scoped keeps that scope (the
- * middleware closes it with the response); the interceptor only makes sure the
- * handler runs in it.
+ * An HTTP request the server scoped (see connection-scope.http-server.ts)
+ * keeps that scope, which ends with the response.
  *
- * HTTP routes registered while the middleware covers them do not get this
- * interceptor at all (see `coverHttpRoutes()`): Nest builds an interceptor
- * pipeline (Observables, subjects, client-disconnect listeners) for every
- * request of a route that has any interceptor, and that pipeline cost more
- * than everything else the module does per request.
+ * HTTP routes registered while the server scopes their requests do not get
+ * this interceptor at all (see `coverHttpRoutes()`): Nest builds an
+ * interceptor pipeline (Observables, subjects, client-disconnect listeners)
+ * for every request of a route that has any interceptor, and that pipeline
+ * cost more than everything else the module does per request.
  */
 @Injectable()
 export class ConnectionScopeInterceptor implements NestInterceptor {
@@ -39,8 +37,8 @@ export class ConnectionScopeInterceptor implements NestInterceptor {
   /**
    * @internal While true, Nest building a handler's pipeline finds no
    * `intercept` here and leaves the interceptor out. PoolCoreModule sets it
-   * for the span in which Nest registers the HTTP routes, all of which its
-   * middleware scopes: after WebSocket gateways and before microservice
+   * for the span in which Nest registers the HTTP routes, whose requests the
+   * server scopes: after WebSocket gateways and before microservice
    * listeners, which keep the interceptor.
    */
   coverHttpRoutes(covered: boolean): void {
@@ -52,13 +50,9 @@ export class ConnectionScopeInterceptor implements NestInterceptor {
 
 function interceptScope(context: ExecutionContext, next: CallHandler): Observable<unknown> {
   const isHttp = context.getType() === 'http';
-  const owned = isHttp ? requestScopeOf(context.switchToHttp().getRequest()) : undefined;
-  if (owned) {
-    // Opened by the middleware, which also ends it. The async context may
-    // have been lost between the two (e.g. body parsing): enter it again.
-    return ConnectionScope.current() === owned ? next.handle() : ConnectionScope.enter(owned, () => next.handle());
-  }
   const response = isHttp ? rawResponse(context.switchToHttp().getResponse()) : undefined;
+  // Opened by the server for this request (a request-scoped controller gets the interceptor), and ended with its response.
+  if (response !== undefined && ConnectionScope.current()?.response === response) return next.handle();
   const scope = new ConnectionScope(() => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`, response);
   const onClose = (): void => {
     if (!response?.writableFinished) scope.abort();
