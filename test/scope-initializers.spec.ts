@@ -3,6 +3,7 @@ import {
   Controller,
   Get,
   Injectable,
+  Module,
   Post,
   Req,
   Scope,
@@ -10,6 +11,9 @@ import {
   type CanActivate,
   type ExecutionContext,
   type INestApplication,
+  type MiddlewareConsumer,
+  type NestMiddleware,
+  type NestModule,
 } from '@nestjs/common';
 import { InterceptorsConsumer } from '@nestjs/core/interceptors/interceptors-consumer.js';
 import type { Pool } from 'pg';
@@ -61,6 +65,36 @@ class GuardedController {
   }
 }
 
+/** An application's own middleware that queries: it runs before Nest's pipeline, in the request's scope. */
+@Injectable()
+class QueryingMiddleware implements NestMiddleware {
+  constructor(private readonly service: PidService) {}
+  use(request: { middlewarePid?: number }, _response: unknown, next: (error?: unknown) => void): void {
+    this.service.pid().then((pid) => {
+      request.middlewarePid = pid;
+      next();
+    }, next);
+  }
+}
+
+@Controller('after-middleware')
+class AfterMiddlewareController {
+  constructor(private readonly service: PidService) {}
+
+  @Get()
+  async pids(@Req() request: { middlewarePid?: number; raw?: { middlewarePid?: number } }): Promise<number[]> {
+    // Nest middleware gets Fastify's raw Node request.
+    return [(request.raw ?? request).middlewarePid ?? -1, await this.service.pid()];
+  }
+}
+
+@Module({ controllers: [AfterMiddlewareController], providers: [PidService, QueryingMiddleware] })
+class MiddlewareModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(QueryingMiddleware).forRoutes(AfterMiddlewareController);
+  }
+}
+
 @Controller({ path: 'per-request', scope: Scope.REQUEST })
 class RequestScopedController {
   constructor(private readonly service: PidService) {}
@@ -80,7 +114,7 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
     db = await createTestDatabase('initializers');
     app = await createHttpApp(
       {
-        imports: [PoolModule.forRoot({ ...db.options, max: 5 })],
+        imports: [PoolModule.forRoot({ ...db.options, max: 5 }), MiddlewareModule],
         controllers: [BodyController, GuardedController, RequestScopedController],
         providers: [PidService, QueryingGuard],
       },
@@ -111,6 +145,13 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
       expect(body[0]).toBe(body[1]);
     }
     expect(a.body[0]).not.toBe(b.body[0]);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it("gives the application's own middleware the client of the request", async () => {
+    const { body } = await supertest(app.getHttpServer()).get('/after-middleware').expect(200);
+    expect(body[0]).toBeGreaterThan(0);
+    expect(body[0]).toBe(body[1]);
     expect(checkedOut()).toBe(0);
   });
 

@@ -15,7 +15,7 @@ import { ClsModule, ClsService } from 'nestjs-cls';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
-import { InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
+import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
 import { config, dbConfig, SQL } from '../config.js';
 import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
 import { experiments } from './experiments.js';
@@ -57,7 +57,16 @@ class PgPoolModuleService implements QueryService {
   }
 }
 
-// Ablation: the module's pool used directly (pool.query), with its middleware opening a scope nobody uses.
+// Ablation: the scoped connection in a scope of its own that ends with the query.
+@Injectable()
+class InnerScopeService implements QueryService {
+  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
+  async selectOne(): Promise<unknown> {
+    return (await ConnectionScope.run(() => this.connection.query(SQL))).rows[0];
+  }
+}
+
+// Ablation: the module's pool used directly (pool.query), in the request scope the module opens and nobody uses.
 @Injectable()
 class ModulePoolService implements QueryService {
   constructor(@InjectPool() private readonly pool: pg.Pool) {}
@@ -248,8 +257,13 @@ export const CONTENDERS: Contender[] = [
 export const EXPERIMENTS: Contender[] = [
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {
+    id: 'x-inner-scope',
+    label: '(1) in a scope that ends with the query',
+    module: () => app([{ provide: QUERY_SERVICE, useClass: InnerScopeService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+  {
     id: 'x-module-pool-query',
-    label: '(2) through the module: its pool.query, its middleware',
+    label: '(2) through the module: its pool.query, its request scope',
     module: () => app([{ provide: QUERY_SERVICE, useClass: ModulePoolService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
   },
 ];
