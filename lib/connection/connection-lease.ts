@@ -14,12 +14,24 @@ export type QueryInput = string | QueryConfig<unknown[]>;
 /** How the module's queries report back internally: pg's callback shape. */
 export type QueryCallback<R extends QueryResultRow> = (error: Error | undefined, result?: QueryResult<R>) => void;
 
-// The lease a checked-out client belongs to, read by the one 'error' listener all leased clients share.
+// The lease a checked-out client belongs to, read by the one 'error' listener all clients share.
 const LEASE = Symbol('nestjs-pg-pool:lease');
 type LeasedClient = PoolClient & { [LEASE]?: ConnectionLease };
 
 function onLeasedClientError(this: LeasedClient, error: Error): void {
   this[LEASE]?.clientFailed(error);
+}
+
+/**
+ * A checked-out client whose connection drops emits 'error'; with no
+ * listener that kills the process (node-postgres #1611, #2635). Each client
+ * of a datasource gets this one listener when it connects, and it tells the
+ * client's lease, if it has one: adding and removing a listener on every
+ * checkout cost more. While the client is idle, pg-pool's own listener
+ * handles the error.
+ */
+export function watchLeasedClient(client: PoolClient): void {
+  client.on('error', onLeasedClientError);
 }
 
 /**
@@ -64,11 +76,8 @@ export class ConnectionLease {
     /** Created where the client was asked for, before any await, for its stack. */
     acquiredAt?: Error,
   ) {
-    // A checked-out client whose connection drops emits 'error'; with no
-    // listener that kills the process (node-postgres #1611, #2635). One
-    // shared listener finds the lease on the client: no closure per lease.
+    // Found there by the client's 'error' listener (watchLeasedClient).
     (client as LeasedClient)[LEASE] = this;
-    client.on('error', onLeasedClientError);
     const threshold = datasource.options.leakDetectionThreshold;
     if (threshold) {
       // The stack is only formatted (which costs) if a warning needs it.
@@ -243,7 +252,6 @@ export class ConnectionLease {
     if (this.leakReported) {
       this.datasource.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
     }
-    this.client.off('error', onLeasedClientError);
     (this.client as LeasedClient)[LEASE] = undefined;
     this.client.release(this.brokenBy);
     this.datasource.leaseEnded(this);

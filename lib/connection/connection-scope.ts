@@ -87,7 +87,7 @@ class LeaseSlot implements LeaseRecipient {
 
 /**
  * The unit of work that owns at most one client of each datasource: a request
- * (opened by the module's middleware or interceptor) or a `ConnectionScope.run()` call.
+ * (opened as the HTTP server receives it, or by the interceptor) or a `ConnectionScope.run()` call.
  * Clients are borrowed on the first query and all handed back on `close()`.
  */
 export class ConnectionScope implements ScopeContext {

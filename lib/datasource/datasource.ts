@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import pg, { type QueryResult, type QueryResultRow } from 'pg';
-import { ConnectionLease, withCallerStack, type QueryInput } from '../connection/connection-lease.js';
+import { ConnectionLease, watchLeasedClient, withCallerStack, type QueryInput } from '../connection/connection-lease.js';
 import type { ScopeHolder } from '../connection/scope-holder.js';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
 import {
@@ -52,8 +52,8 @@ export class Datasource {
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
-  /** Refusers of the acquisitions waiting for a client, called at once when the datasource closes. */
-  private readonly waiting = new Set<(error: Error) => void>();
+  /** The acquisitions waiting for a client, refused at once when the datasource closes. */
+  private readonly waiting = new Set<LeaseRecipient>();
 
   constructor(
     readonly name: string,
@@ -88,6 +88,8 @@ export class Datasource {
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
+    // Once per connection rather than on every checkout: see watchLeasedClient().
+    this.pool.on('connect', watchLeasedClient);
     if (options.maxLifetimeSeconds) {
       this.pool.on('connect', (client) => this.retireAt.set(client, Date.now() + this.lifetimeMillis()));
     }
@@ -225,12 +227,11 @@ export class Datasource {
    * An expired connection is retired here rather than handed out, and another asked for.
    */
   private checkOut(waitStarted: number, holder: ScopeHolder | undefined, acquiredAt: Error | undefined, recipient: LeaseRecipient): void {
-    const refuse = (error: Error): void => recipient.refused(error);
-    this.waiting.add(refuse);
+    this.waiting.add(recipient);
     this.pool.connect((error, client) => {
       // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
-      if (!this.waiting.delete(refuse)) return client?.release();
-      if (error || !client) return refuse(this.acquireError(error, Math.round(performance.now() - waitStarted)));
+      if (!this.waiting.delete(recipient)) return client?.release();
+      if (error || !client) return recipient.refused(this.acquireError(error, Math.round(performance.now() - waitStarted)));
       if (this.isExpired(client)) {
         client.release(new PoolError('connection reached its maximum lifetime'));
         return this.checkOut(waitStarted, holder, acquiredAt, recipient);
@@ -270,7 +271,7 @@ export class Datasource {
   private async drainAndEnd(): Promise<void> {
     const waiting = [...this.waiting];
     this.waiting.clear();
-    for (const refuse of waiting) refuse(new PoolClosedError(this.name));
+    for (const recipient of waiting) recipient.refused(new PoolClosedError(this.name));
     const ended = this.pool.end();
     if (this.leases.size > 0) {
       let timer: NodeJS.Timeout | undefined;
