@@ -37,21 +37,27 @@ async function main(): Promise<void> {
   };
   log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections, rate: config.rate })}`);
   const results: BenchResults = { startedAt, finishedAt: '', machine, targets: [] };
+  // Written after each part, so that a part that fails does not lose those before it.
   if (config.parts.includes('compare')) results.compare = await runCompare(log);
+  save(results);
   if (config.parts.includes('micro')) results.micro = await runMicro(log);
+  save(results);
   if (config.parts.includes('soak')) results.soak = await runSoak(log);
-  results.finishedAt = new Date().toISOString();
-  results.targets = evaluateTargets(results.compare, results.soak);
-
-  mkdirSync(config.resultsDir, { recursive: true });
-  writeFileSync(join(config.resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  save(results);
   const md = markdown(results);
-  writeFileSync(join(config.resultsDir, 'latest.md'), `${md}\n`);
-  if (results.compare) writeFileSync(join(config.resultsDir, 'chart.svg'), chartSvg(results.compare, subtitleOf(results)));
   log('');
   log(md);
   log('');
   log(`written to ${config.resultsDir}/latest.json, latest.md${results.compare ? ' and chart.svg' : ''}`);
+}
+
+function save(results: BenchResults): void {
+  results.finishedAt = new Date().toISOString();
+  results.targets = evaluateTargets(results.compare, results.soak);
+  mkdirSync(config.resultsDir, { recursive: true });
+  writeFileSync(join(config.resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(config.resultsDir, 'latest.md'), `${markdown(results)}\n`);
+  if (results.compare) writeFileSync(join(config.resultsDir, 'chart.svg'), chartSvg(results.compare, subtitleOf(results)));
 }
 
 main().catch((error: unknown) => {

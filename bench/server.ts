@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import type { INestApplication } from '@nestjs/common';
+import { ConsoleLogger, type INestApplication } from '@nestjs/common';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import pg from 'pg';
 import { getPoolToken } from '../lib/index.js';
 import type { Datasource } from '../lib/datasource/datasource.js';
 import { getDatasourceToken } from '../lib/pool.utils.js';
+import { configFromEnv } from '../sample-app/config.js';
 import { config, databaseUrl, dbConfig, SQL } from './config.js';
 import { createApp, PG_POOL, type AdapterName } from './contenders/common.js';
 import { contender } from './contenders/index.js';
@@ -80,11 +81,13 @@ async function startNest(app: INestApplication, kind: string): Promise<Running> 
 async function start(kind: string, adapter: AdapterName): Promise<Running> {
   if (kind === 'raw') return startRaw();
   if (kind === 'sample-app') {
-    process.env.DATABASE_URL = databaseUrl();
+    // The sample app's own module on the bench database (and its audit database beside it), as its main.ts builds it.
     const { AppModule } = await import('../sample-app/app.module.js');
-    return startNest(await createApp(AppModule, adapter), kind);
+    const { resolveDatabases } = await import('../sample-app/databases/sample-databases.js');
+    const databases = await resolveDatabases(configFromEnv({ DATABASE_URL: databaseUrl() }), new ConsoleLogger({ logLevels: ['warn', 'error'] }));
+    return startNest(await createApp(AppModule.forRoot(databases), adapter), kind);
   }
-  return startNest(await createApp(contender(kind).module() as never, adapter), kind);
+  return startNest(await createApp(contender(kind).module(), adapter), kind);
 }
 
 async function main(): Promise<void> {

@@ -1,4 +1,4 @@
-import { Controller, Get, Inject, type INestApplication, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, type DynamicModule, type INestApplication, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -24,7 +24,7 @@ export class BenchController {
 
 export type AdapterName = 'express' | 'fastify';
 
-export async function createApp(module: Type<unknown>, adapter: AdapterName): Promise<INestApplication> {
+export async function createApp(module: Type<unknown> | DynamicModule, adapter: AdapterName): Promise<INestApplication> {
   return NestFactory.create(module, adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(), {
     logger: false,
     abortOnError: false,
