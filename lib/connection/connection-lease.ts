@@ -28,7 +28,9 @@ function onLeasedClientError(this: LeasedClient, error: Error): void {
  * of a datasource gets this one listener when it connects, and it tells the
  * client's lease, if it has one: adding and removing a listener on every
  * checkout cost more. While the client is idle, pg-pool's own listener
- * handles the error.
+ * handles the error; a client checked out of the pool directly
+ * (`@InjectPool()`) has no lease, and the listener only keeps the process
+ * alive: its queries fail on their own.
  */
 export function watchLeasedClient(client: PoolClient): void {
   client.on('error', onLeasedClientError);
