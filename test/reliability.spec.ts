@@ -2,7 +2,7 @@ import { Controller, Get, Injectable, Param, type INestApplication, type INestAp
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
@@ -229,6 +229,27 @@ describe('connections that die', () => {
     const next = await pidFrom(s);
     expect(next).not.toBe(pid);
     expect(s.pool.totalCount).toBe(1);
+  });
+
+  it('keeps the process alive when the backend of a client checked out of the pool directly dies', async () => {
+    // No 'error' listener of the caller's own: node-postgres would crash the process without the module's.
+    const client = await s.pool.connect();
+    let pid = 0;
+    try {
+      // Checked first: without it, the terminate below would crash the test run.
+      expect(client.listenerCount('error')).toBe(1);
+      pid = (await client.query<{ pid: number }>(PID)).rows[0].pid;
+      const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      await terminate(pid);
+      // The server's FATAL comes, and with it the client's 'error', before the socket closes.
+      await closed;
+      await expect(client.query('SELECT 1')).rejects.toThrow(/not queryable|terminated/);
+    } finally {
+      client.release(true);
+    }
+    expect(await pidFrom(s)).not.toBe(pid);
+    expect(checkedOut(s.pool)).toBe(0);
   });
 
   it('fails the request whose backend dies inside a query, closes that client and serves the next request', async () => {
