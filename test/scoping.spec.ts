@@ -1,4 +1,8 @@
-import { Controller, Get, Injectable, InternalServerErrorException, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, InternalServerErrorException, Req, type INestApplication } from '@nestjs/common';
+import { Agent, get } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
@@ -58,10 +62,38 @@ class ScopeController {
     });
   }
 
+  /** Remembers, weakly, the Node request of this call. */
+  @Get('remembered')
+  async remembered(@Req() request: { raw?: object }): Promise<number> {
+    lastRequest = new WeakRef(request.raw ?? request);
+    return this.first.pid();
+  }
+
   @Get('instances')
   instances(): boolean {
     return this.first.connection === this.second.connection;
   }
+}
+
+let lastRequest: WeakRef<object> | undefined;
+
+/** V8's collector, made callable without starting node with --expose-gc. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** GETs `path` on a keep-alive connection of `agent` and resolves with the body; the connection stays open. */
+function getKeptAlive(app: INestApplication, agent: Agent, path: string): Promise<string> {
+  const { port } = app.getHttpServer().address() as AddressInfo;
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, agent }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
 }
 
 describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
@@ -122,6 +154,22 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     await supertest(app.getHttpServer()).get('/instances').expect(200, 'true');
     expect(app.get(FirstService)).toBe(app.get(FirstService));
     expect(app.get(FirstService).connection).toBeInstanceOf(PoolConnection);
+  });
+
+  it('lets go of a request once its response is over, while its keep-alive connection stays open', async () => {
+    if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect(Number(await getKeptAlive(app, agent, '/remembered'))).toBeGreaterThan(0);
+      expect(agent.freeSockets).not.toEqual({});
+      // The socket's keep-alive timer, made during the request, keeps the request's scope as its async context.
+      await new Promise((resolve) => setImmediate(resolve));
+      collectGarbage();
+      expect(lastRequest?.deref()).toBeUndefined();
+      expect(checkedOut()).toBe(0);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('cancels the query and takes the client back when the HTTP client hangs up', async () => {
