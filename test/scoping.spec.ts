@@ -1,13 +1,12 @@
 import { Controller, Get, Injectable, InternalServerErrorException, Req, type INestApplication } from '@nestjs/common';
-import { Agent, get } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Agent } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
 import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
-import { ADAPTERS, createHttpApp, requestToHangUp } from './support/http-app.js';
+import { ADAPTERS, createHttpApp, getKeptAlive, requestToHangUp } from './support/http-app.js';
 import { Probe } from './support/probe.js';
 
 @Injectable()
@@ -83,19 +82,6 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-/** GETs `path` on a keep-alive connection of `agent` and resolves with the body; the connection stays open. */
-function getKeptAlive(app: INestApplication, agent: Agent, path: string): Promise<string> {
-  const { port } = app.getHttpServer().address() as AddressInfo;
-  return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path, agent }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
-
 describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
   let db: TestDatabase;
   let app: INestApplication;
@@ -157,7 +143,6 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
   });
 
   it('lets go of a request once its response is over, while its keep-alive connection stays open', async () => {
-    if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       expect(Number(await getKeptAlive(app, agent, '/remembered'))).toBeGreaterThan(0);

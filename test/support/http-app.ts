@@ -2,7 +2,7 @@ import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { request as httpRequest } from 'node:http';
+import { get as httpGet, request as httpRequest, type Agent } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type AdapterName = 'express' | 'fastify';
@@ -25,10 +25,30 @@ export async function createHttpApp(metadata: ModuleMetadata, adapter: AdapterNa
  * response comes, as a client that gives up would.
  */
 export async function requestToHangUp(app: INestApplication, path: string): Promise<{ hangUp: () => void }> {
-  if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
-  const { port } = app.getHttpServer().address() as AddressInfo;
-  const request = httpRequest({ host: '127.0.0.1', port, path });
+  const request = httpRequest({ host: '127.0.0.1', port: await listeningPort(app), path });
   request.on('error', () => undefined);
   request.end();
   return { hangUp: () => request.destroy() };
+}
+
+/**
+ * GETs `path` of `app` (made to listen as above) on a keep-alive connection
+ * of `agent` and resolves with the body; the connection stays open.
+ */
+export async function getKeptAlive(app: INestApplication, agent: Agent, path: string): Promise<string> {
+  const port = await listeningPort(app);
+  return new Promise((resolve, reject) => {
+    httpGet({ host: '127.0.0.1', port, path, agent }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+/** The port `app` listens on, on 127.0.0.1, after making it listen on a free one if it does not yet. */
+async function listeningPort(app: INestApplication): Promise<number> {
+  if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
+  return (app.getHttpServer().address() as AddressInfo).port;
 }
