@@ -3,6 +3,7 @@ import { APP_INTERCEPTOR, DiscoveryModule, HttpAdapterHost } from '@nestjs/core'
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
+import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
@@ -36,7 +37,10 @@ export class PoolCoreModule implements NestModule, OnModuleInit {
   // onModuleInit() right after: the routes built in between serve requests
   // the server scopes, and need no interceptor.
   configure(): void {
-    if (scopeHttpRequests(this.adapterHost.httpAdapter?.getHttpServer())) this.interceptor.coverHttpRoutes(true);
+    const adapter = this.adapterHost.httpAdapter;
+    if (!adapter || !scopeHttpRequests(adapter.getHttpServer())) return;
+    handBackOnAnswer(adapter);
+    this.interceptor.coverHttpRoutes(true);
   }
 
   onModuleInit(): void {

@@ -1,12 +1,12 @@
-import { Controller, Get, Injectable, InternalServerErrorException, Req, type INestApplication } from '@nestjs/common';
-import { Agent } from 'node:http';
+import { Controller, Get, Injectable, InternalServerErrorException, Req, Res, type INestApplication } from '@nestjs/common';
+import { Agent, type ServerResponse } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
 import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
-import { ADAPTERS, createHttpApp, getKeptAlive, requestToHangUp } from './support/http-app.js';
+import { ADAPTERS, createHttpApp, getAndStopReading, getChunks, getKeptAlive, requestToHangUp } from './support/http-app.js';
 import { Probe } from './support/probe.js';
 
 @Injectable()
@@ -68,6 +68,29 @@ class ScopeController {
     return this.first.pid();
   }
 
+  /** A body larger than the socket buffers: a client that stops reading leaves its response unfinished. */
+  @Get('large')
+  async large(@Res({ passthrough: true }) response: ServerResponse & { raw?: ServerResponse }): Promise<string> {
+    lastResponse = response.raw ?? response;
+    await this.first.pid();
+    return 'x'.repeat(LARGE_BODY_BYTES);
+  }
+
+  /** Streamed: one backend per line, the second line once the probe's gate opens. */
+  @Get('stream')
+  async *stream(): AsyncGenerator<string> {
+    yield `${await this.first.pid()}\n`;
+    await this.probe.gate.promise;
+    yield `${await this.second.pid()}\n`;
+  }
+
+  /** Queries again once the response is finished, as an audit 'finish' listener would. */
+  @Get('after-finish')
+  async afterFinish(@Res({ passthrough: true }) response: ServerResponse & { raw?: ServerResponse }): Promise<number> {
+    (response.raw ?? response).once('finish', () => void this.probe.follow(() => this.second.pid()).catch(() => undefined));
+    return this.first.pid();
+  }
+
   @Get('instances')
   instances(): boolean {
     return this.first.connection === this.second.connection;
@@ -75,6 +98,8 @@ class ScopeController {
 }
 
 let lastRequest: WeakRef<object> | undefined;
+let lastResponse: ServerResponse | undefined;
+const LARGE_BODY_BYTES = 16 * 1024 * 1024;
 
 /** V8's collector, made callable without starting node with --expose-gc. */
 function collectGarbage(): void {
@@ -155,6 +180,39 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('takes the client back as the answer goes out, not once a slow client has read it all', async () => {
+    const { response, destroy } = await getAndStopReading(app, '/large');
+    try {
+      expect(response.statusCode).toBe(200);
+      // The body is still on its way: the response has not finished, its scope has not ended...
+      expect(lastResponse?.writableFinished).toBe(false);
+      // ...and the client it used is back in the pool.
+      expect(checkedOut()).toBe(0);
+    } finally {
+      destroy();
+    }
+  });
+
+  it('keeps one client for a streamed answer until the stream ends', async () => {
+    probe.reset();
+    const { next } = await getChunks(app, '/stream');
+    const first = await next();
+    const heldWhileStreaming = checkedOut();
+    probe.gate.resolve();
+    expect(heldWhileStreaming).toBe(1);
+    let rest = '';
+    for (let chunk = await next(); chunk !== undefined; chunk = await next()) rest += chunk;
+    expect(rest).toBe(first);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('borrows a client again for a query made after the response, and takes it back', async () => {
+    probe.reset();
+    await supertest(app.getHttpServer()).get('/after-finish').expect(200);
+    expect(await probe.outcome.promise).toEqual(expect.any(Number));
+    expect(checkedOut()).toBe(0);
   });
 
   it('cancels the query and takes the client back when the HTTP client hangs up', async () => {

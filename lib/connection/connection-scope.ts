@@ -59,9 +59,14 @@ class LeaseSlot implements LeaseRecipient {
 
   received(lease: ConnectionLease): void {
     this.lease = lease;
-    // The scope ended while the client was on its way.
-    if (this.scope.isClosed) lease.release();
+    const { scope } = this;
+    // The scope ended while the client was on its way. Aborted, nobody waits
+    // for the answers: the queries are refused. Closed, the queries asked for
+    // before its end run first (they are sent as the waiters get the client),
+    // as on a client the scope held.
+    if (scope.isAborted) lease.release();
     this.flush(undefined, lease);
+    if (scope.isClosed) lease.release();
   }
 
   refused(error: Error): void {
@@ -75,6 +80,18 @@ class LeaseSlot implements LeaseRecipient {
       response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
     }
     this.flush(error, undefined);
+  }
+
+  /**
+   * Hands the client back before the scope ends, unless it is still on its
+   * way, in a transaction, or wrote on a datasource with replicas (only those
+   * track `wrote`: the request's later reads must stay on the primary).
+   */
+  letGo(): boolean {
+    const lease = this.lease;
+    if (lease === undefined || lease.inTransactions || lease.wrote) return false;
+    lease.release();
+    return true;
   }
 
   private flush(error: unknown, lease: ConnectionLease | undefined): void {
@@ -97,6 +114,7 @@ export class ConnectionScope implements ScopeContext {
   private first: LeaseSlot | undefined = undefined;
   private others: Map<Datasource, LeaseSlot> | undefined = undefined;
   private closed = false;
+  private aborted = false;
   // Both let go of when the scope ends (see end()).
   private holder: ScopeHolder | undefined;
   private httpResponse: ServerResponse | undefined;
@@ -119,6 +137,12 @@ export class ConnectionScope implements ScopeContext {
   /** The scope of the running code, if any. */
   static current(): ConnectionScope | undefined {
     return storage.getStore()?.scope;
+  }
+
+  /** @internal The scope of the running code if it is the one of the HTTP request `response` answers. */
+  static of(response: ServerResponse | undefined): ConnectionScope | undefined {
+    const scope = storage.getStore()?.scope;
+    return response !== undefined && scope?.response === response ? scope : undefined;
   }
 
   /** @internal The running code's scope and transactions, in one lookup. */
@@ -163,6 +187,11 @@ export class ConnectionScope implements ScopeContext {
     return this.closed;
   }
 
+  /** @internal Ended by `abort()`. */
+  get isAborted(): boolean {
+    return this.aborted;
+  }
+
   /**
    * @internal A query on the scope's client of `datasource`, once no
    * transaction runs on that client (a query made outside them must not land
@@ -205,6 +234,19 @@ export class ConnectionScope implements ScopeContext {
     return lease?.isReleased ? undefined : lease;
   }
 
+  /**
+   * @internal The request's answer is on its way (see
+   * connection-scope.http-adapter.ts): its clients go back now, each once
+   * its running query ends, rather than once the response is written. Those
+   * `letGo()` keeps stay to the end. The scope stays open: a query after
+   * this borrows a client again.
+   */
+  handBack(): void {
+    if (this.first?.letGo()) this.first = undefined;
+    const others = this.others;
+    if (others) for (const [datasource, slot] of others) if (slot.letGo()) others.delete(datasource);
+  }
+
   /** Ends the scope and hands every client back (once its running query ends). */
   close(): void {
     this.end(false);
@@ -241,6 +283,7 @@ export class ConnectionScope implements ScopeContext {
   private end(cancel: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.aborted = cancel;
     const { first, others } = this;
     // Async resources made during the request keep this scope, their context,
     // as long as they live: Node's keep-alive timer of the socket until the

@@ -1,6 +1,6 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
-import { NoConnectionScopeError } from '../pool.errors.js';
+import { ConnectionScopeClosedError, NoConnectionScopeError } from '../pool.errors.js';
 import { runInTransaction } from '../transaction/run-transaction.js';
 import { validateTransactionOptions } from '../transaction/transaction-options.js';
 import type { TransactionOptions } from '../transaction/transaction-options.interface.js';
@@ -12,7 +12,11 @@ import type { ReplicaSet } from '../replication/replica-set.js';
 import { ConnectionScope } from './connection-scope.js';
 import { isInTransaction } from './pg-client-state.js';
 
-const clientOf = (lease: ConnectionLease): PoolClient => lease.client;
+// A client that came after its scope ended went back at once: it is not the caller's to use.
+function clientOf(lease: ConnectionLease): PoolClient {
+  if (lease.isReleased) throw new ConnectionScopeClosedError(lease.datasource.name);
+  return lease.client;
+}
 
 /**
  * What `@InjectConnection()` gives: a singleton whose queries run on the

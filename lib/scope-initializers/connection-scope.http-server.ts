@@ -20,7 +20,8 @@ type ScopingListener = RequestListener & { [SCOPING]?: true };
  * (the adapter's app), and closes it when the response is over: handed back
  * once sent, cancelled and handed back when the client hangs up first. The
  * response's 'close' event comes in both cases, so no client outlives its
- * request.
+ * request; most go back earlier, as Nest hands the answer to the adapter
+ * (see connection-scope.http-adapter.ts).
  *
  * Why at the server and not in a Nest middleware: a middleware costs Nest's
  * wrappers (a WeakSet entry per request), middie on Fastify and a router

@@ -1,7 +1,7 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import type { ServerResponse } from 'node:http';
 import { finalize, type Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
+import { rawResponse } from './raw-response.js';
 
 /**
  * Opens a connection scope around every handler whose request has none (RPC,
@@ -52,7 +52,7 @@ function interceptScope(context: ExecutionContext, next: CallHandler): Observabl
   const isHttp = context.getType() === 'http';
   const response = isHttp ? rawResponse(context.switchToHttp().getResponse()) : undefined;
   // Opened by the server for this request (a request-scoped controller gets the interceptor), and ended with its response.
-  if (response !== undefined && ConnectionScope.current()?.response === response) return next.handle();
+  if (ConnectionScope.of(response) !== undefined) return next.handle();
   const scope = new ConnectionScope(() => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`, response);
   const onClose = (): void => {
     if (!response?.writableFinished) scope.abort();
@@ -64,10 +64,4 @@ function interceptScope(context: ExecutionContext, next: CallHandler): Observabl
       scope.close();
     }),
   );
-}
-
-/** The Node response under Express' `res` or Fastify's `reply`. */
-function rawResponse(response: unknown): ServerResponse | undefined {
-  const candidate = (response as { raw?: unknown } | undefined)?.raw ?? response;
-  return typeof (candidate as ServerResponse | undefined)?.once === 'function' ? (candidate as ServerResponse) : undefined;
 }

@@ -2,7 +2,7 @@ import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { get as httpGet, request as httpRequest, type Agent } from 'node:http';
+import { get as httpGet, request as httpRequest, type Agent, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type AdapterName = 'express' | 'fastify';
@@ -45,6 +45,34 @@ export async function getKeptAlive(app: INestApplication, agent: Agent, path: st
       response.on('end', () => resolve(body));
     }).on('error', reject);
   });
+}
+
+/**
+ * GETs `path` of `app` (made to listen as above) and stops reading once the
+ * response's headers are in, as a slow client would: a body larger than the
+ * socket buffers then stays partly unsent. `destroy()` hangs up.
+ */
+export async function getAndStopReading(app: INestApplication, path: string): Promise<{ response: IncomingMessage; destroy: () => void }> {
+  const port = await listeningPort(app);
+  return new Promise((resolve, reject) => {
+    const request = httpGet({ host: '127.0.0.1', port, path }, (response) => {
+      response.pause();
+      resolve({ response, destroy: () => request.destroy() });
+    });
+    request.on('error', reject);
+  });
+}
+
+/**
+ * GETs `path` of `app` (made to listen as above) and hands over each chunk
+ * of the body as it comes (`next()`), for a test that acts between them.
+ */
+export async function getChunks(app: INestApplication, path: string): Promise<{ next: () => Promise<string | undefined> }> {
+  const port = await listeningPort(app);
+  const response = await new Promise<IncomingMessage>((resolve, reject) => httpGet({ host: '127.0.0.1', port, path }, resolve).on('error', reject));
+  response.setEncoding('utf8');
+  const chunks = response[Symbol.asyncIterator]() as AsyncIterator<string>;
+  return { next: async () => (await chunks.next()).value };
 }
 
 /** The port `app` listens on, on 127.0.0.1, after making it listen on a free one if it does not yet. */
