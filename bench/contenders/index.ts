@@ -7,9 +7,10 @@ import {
   type DynamicModule,
   type ExecutionContext,
   type NestInterceptor,
+  type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
+import { APP_INTERCEPTOR, HttpAdapterHost, REQUEST } from '@nestjs/core';
 import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule, ClsService } from 'nestjs-cls';
 import pg from 'pg';
@@ -63,6 +64,18 @@ class InnerScopeService implements QueryService {
   constructor(@InjectConnection() private readonly connection: PoolConnection) {}
   async selectOne(): Promise<unknown> {
     return (await ConnectionScope.run(() => this.connection.query(SQL))).rows[0];
+  }
+}
+
+// Ablation: the scoped connection as it was before requests handed their client back as their
+// answer goes to the adapter: held until the response closes. handBackOnAnswer() wraps the
+// adapter's methods on the instance, so deleting those wrappers brings back the prototype's.
+@Injectable()
+class HoldUntilResponseCloses implements OnApplicationBootstrap {
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+  onApplicationBootstrap(): void {
+    const adapter = this.adapterHost.httpAdapter as unknown as Record<string, unknown>;
+    for (const method of ['reply', 'redirect', 'render']) delete adapter[method];
   }
 }
 
@@ -260,6 +273,15 @@ export const EXPERIMENTS: Contender[] = [
     id: 'x-inner-scope',
     label: '(1) in a scope that ends with the query',
     module: () => app([{ provide: QUERY_SERVICE, useClass: InnerScopeService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+  {
+    id: 'x-held-to-close',
+    label: '(1) holding its client until the response closes',
+    module: () =>
+      app(
+        [{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }, HoldUntilResponseCloses],
+        [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })],
+      ),
   },
   {
     id: 'x-module-pool-query',
