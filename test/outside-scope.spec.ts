@@ -78,6 +78,21 @@ describe('outside a request', () => {
     await expect(late).rejects.toBeInstanceOf(ConnectionScopeClosedError);
     expect(checkedOut()).toBe(0);
   });
+
+  it('runs a query asked for before its scope ended, whose client came after', async () => {
+    let asked: Promise<{ rows: unknown[] }> = Promise.resolve({ rows: [] });
+    // Not awaited: the scope ends while the client is on its way.
+    await ConnectionScope.run(() => void (asked = connection.query('SELECT 1 AS one')));
+    expect((await asked).rows).toEqual([{ one: 1 }]);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('refuses the raw client of a getClient() whose scope ended before it came, and takes it back', async () => {
+    let asked: Promise<unknown> = Promise.resolve();
+    await ConnectionScope.run(() => void (asked = connection.getClient()));
+    await expect(asked).rejects.toBeInstanceOf(ConnectionScopeClosedError);
+    expect(checkedOut()).toBe(0);
+  });
 });
 
 describe('shutdown', () => {
