@@ -139,10 +139,17 @@ export class ConnectionScope implements ScopeContext {
     return storage.getStore()?.scope;
   }
 
-  /** @internal The scope of the running code if it is the one of the HTTP request `response` answers. */
-  static of(response: ServerResponse | undefined): ConnectionScope | undefined {
+  /**
+   * @internal The scope of the running code if it is the one of the HTTP
+   * request `response` answers: a Node response, Express' `res` (one) or
+   * Fastify's `reply` (whose `raw` is one). Compared before `raw` is read:
+   * looking up a property Express' `res` lacks walks its whole prototype chain.
+   */
+  static of(response: unknown): ConnectionScope | undefined {
     const scope = storage.getStore()?.scope;
-    return response !== undefined && scope?.response === response ? scope : undefined;
+    const own = scope?.response;
+    if (own === undefined) return undefined;
+    return own === response || own === (response as { raw?: unknown } | null | undefined)?.raw ? scope : undefined;
   }
 
   /** @internal The running code's scope and transactions, in one lookup. */

@@ -1,6 +1,5 @@
 import { StreamableFile, type HttpServer } from '@nestjs/common';
 import { ConnectionScope } from '../connection/connection-scope.js';
-import { rawResponse } from './raw-response.js';
 
 // How Nest hands a route's answer to the adapter: reply(response, body, status), redirect(response, status, url), render(response, view, options).
 const ANSWERS = ['reply', 'redirect', 'render'] as const;
@@ -22,7 +21,7 @@ export function handBackOnAnswer(adapter: HttpServer): void {
   for (const name of ANSWERS) {
     const answer = methods[name];
     methods[name] = function (this: unknown, response, second, third) {
-      if (!isStream(second)) ConnectionScope.of(rawResponse(response))?.handBack();
+      if (!isStream(second)) ConnectionScope.of(response)?.handBack();
       return answer.call(this, response, second, third);
     };
   }

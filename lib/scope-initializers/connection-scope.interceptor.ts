@@ -1,7 +1,7 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import { finalize, type Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
-import { rawResponse } from './raw-response.js';
 
 /**
  * Opens a connection scope around every handler whose request has none (RPC,
@@ -64,4 +64,10 @@ function interceptScope(context: ExecutionContext, next: CallHandler): Observabl
       scope.close();
     }),
   );
+}
+
+/** The Node response under Express' `res` or Fastify's `reply`. */
+function rawResponse(response: unknown): ServerResponse | undefined {
+  const candidate = (response as { raw?: unknown } | undefined)?.raw ?? response;
+  return typeof (candidate as ServerResponse | undefined)?.once === 'function' ? (candidate as ServerResponse) : undefined;
 }
