@@ -2,6 +2,7 @@ import { Controller, Get, Injectable, Param, type INestApplication, type INestAp
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import type { EventEmitter } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
@@ -454,6 +455,42 @@ describe('a server that accepts connections and never answers', () => {
     // request that gave up meanwhile: counted open but not idle until then, it must end idle.
     await waitFor(async () => (checkedOut(s.pool) === 0 ? true : undefined), 'every connection to be back in the pool', 2000).catch(() => undefined);
     expect(checkedOut(s.pool)).toBe(0);
+  });
+});
+
+describe('a failed query whose ReadyForQuery comes in a later read', () => {
+  let proxy: TcpProxy;
+  let s: Started;
+  beforeAll(async () => {
+    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
+    s = await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, max: 1 }));
+    await db.query('CREATE TABLE deferred_keys (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)');
+  });
+  afterAll(async () => {
+    await s?.app.close();
+    await proxy?.close();
+  });
+
+  it('reports a failed COMMIT once the server says the transaction is over, and hands the client straight back', async () => {
+    const connection = s.app.get<PoolConnection>(getConnectionToken());
+    await connection.query('SELECT 1');
+    // The pool's one client: the ReadyForQuery is let through once it has taken in the ErrorResponse.
+    const [client] = (s.pool as unknown as { _clients: Array<{ connection: EventEmitter }> })._clients;
+    const hold = proxy.holdReadyForQueryAfterError();
+    client.connection.once('errorMessage', () => void hold.held.then(hold.release));
+    // The duplicate is only checked at COMMIT, which fails (23505) and ends the transaction on the server.
+    const outcome = connection
+      .transaction(async (tx) => {
+        await tx.query('INSERT INTO deferred_keys VALUES (1), (1)');
+      })
+      .then(
+        () => 'committed',
+        (error: unknown) => error,
+      );
+    expect(await outcome).toMatchObject({ code: '23505' });
+    // Judged on the status from before the COMMIT ('in a transaction'), the client would wait for a ROLLBACK first.
+    expect(checkedOut(s.pool)).toBe(0);
+    await expect(connection.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
   });
 });
 

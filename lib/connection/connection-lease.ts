@@ -7,7 +7,7 @@ import { mayHaveWritten } from '../replication/read-routing.js';
 import type { Turns } from '../transaction/turns.js';
 import { sendCancelRequest } from './cancel-request.js';
 import { describeHolder, type ScopeHolder } from './scope-holder.js';
-import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction } from './pg-client-state.js';
+import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction, whenReadyForQuery } from './pg-client-state.js';
 
 export type QueryInput = string | QueryConfig<unknown[]>;
 
@@ -139,8 +139,13 @@ export class ConnectionLease {
         // Before the client may go back: a broken one must be marked so first.
         const outcome = error ? this.outcomeOf(error) : undefined;
         if (!error && this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
-        this.queryEnded(releaseAfter);
-        done(outcome, result);
+        const ended = (): void => {
+          this.queryEnded(releaseAfter);
+          done(outcome, result);
+        };
+        // A failure is reported once the server says whether a transaction is still open (see whenReadyForQuery).
+        if (error && !this.brokenBy) whenReadyForQuery(this.client, ended);
+        else ended();
       });
     } catch (error) {
       // Thrown before the query was queued (e.g. no text): pg calls nothing back.

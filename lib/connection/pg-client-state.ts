@@ -10,14 +10,42 @@ interface ClientInternals {
   processID?: number | null;
   secretKey?: number | null;
   connectionParameters?: { host: string; port: number };
-  /** Names of the statements node-postgres has prepared on this connection, so it does not parse them again. */
-  connection?: { parsedStatements?: Record<string, string> };
+  /** False from sending a query until the server's ReadyForQuery for it. */
+  readyForQuery?: boolean;
+  connection?: {
+    /** Names of the statements node-postgres has prepared on this connection, so it does not parse them again. */
+    parsedStatements?: Record<string, string>;
+    once?(event: 'readyForQuery', listener: () => void): unknown;
+    off?(event: 'readyForQuery', listener: () => void): unknown;
+  };
 }
 
 /** True when the server reported an open (or failed) transaction on this client. */
 export function isInTransaction(client: PoolClient): boolean {
   const status = (client as unknown as ClientInternals)._txStatus;
   return status === 'T' || status === 'E';
+}
+
+/**
+ * Calls `then` once the server's ReadyForQuery has come (at once if it has),
+ * or the connection ended. node-postgres calls a failed query back on the
+ * ErrorResponse, before the ReadyForQuery behind it, which may come in a later
+ * read: until then the client's transaction status is the one from before
+ * the query, and a client handed back then looks as if it were still inside
+ * (or outside) a transaction.
+ */
+export function whenReadyForQuery(client: PoolClient, then: () => void): void {
+  const internals = client as unknown as ClientInternals;
+  const connection = internals.connection;
+  if (internals.readyForQuery !== false || !connection?.once || !connection.off) return then();
+  const ready = (): void => {
+    connection.off?.('readyForQuery', ready);
+    client.off('end', ready);
+    then();
+  };
+  // Registered after node-postgres' own listener, which updates the status first.
+  connection.once('readyForQuery', ready);
+  client.once('end', ready);
 }
 
 export interface BackendKey {

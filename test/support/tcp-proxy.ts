@@ -36,6 +36,7 @@ export class TcpProxy {
   accepted = 0;
   /** Added to each chunk, each way, while forwarding. */
   delayMillis = 0;
+  private readyForQueryHold: { held: () => void; messages: Array<{ to: Socket; message: Buffer }> } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -97,6 +98,27 @@ export class TcpProxy {
     }
   }
 
+  /**
+   * From now on, the server's ReadyForQuery that follows an ErrorResponse is
+   * held back (the rest of what the server sends passes) until the returned
+   * `release()`: a client then sees the error, and only later the
+   * transaction status behind it, as when the two come in separate reads.
+   * `held` resolves once such a message is held.
+   */
+  holdReadyForQueryAfterError(): { held: Promise<void>; release: () => void } {
+    let held!: () => void;
+    const heldOne = new Promise<void>((resolve) => (held = resolve));
+    this.readyForQueryHold = { held, messages: [] };
+    return {
+      held: heldOne,
+      release: () => {
+        const hold = this.readyForQueryHold;
+        this.readyForQueryHold = undefined;
+        for (const { to, message } of hold?.messages ?? []) if (!to.destroyed) to.write(message);
+      },
+    };
+  }
+
   /** Resolves when the next CancelRequest passes through the proxy to the server. */
   nextCancelRequest(): Promise<void> {
     return new Promise((resolve) => this.cancelWaiters.push(resolve));
@@ -134,14 +156,39 @@ export class TcpProxy {
       if (isCancelRequest(first)) for (const resolve of this.cancelWaiters.splice(0)) resolve();
     });
     this.forward(link, link.client, upstream);
-    this.forward(link, upstream, link.client);
+    this.forward(link, upstream, link.client, (chunk) => this.holdingReadyForQuery(chunk, link.client));
+  }
+
+  /**
+   * What of a chunk from the server passes now, the rest held (see
+   * holdReadyForQueryAfterError). Messages are split out of each chunk: the
+   * server sends an ErrorResponse and its ReadyForQuery in one write (whole
+   * messages in a chunk: enough for the short answers this is used with).
+   */
+  private holdingReadyForQuery(chunk: Buffer, to: Socket): Buffer {
+    const hold = this.readyForQueryHold;
+    if (!hold) return chunk;
+    const passing: Buffer[] = [];
+    let afterError = false;
+    for (let offset = 0; offset + 5 <= chunk.length; ) {
+      const end = offset + 1 + chunk.readInt32BE(offset + 1);
+      const message = chunk.subarray(offset, end);
+      const type = String.fromCharCode(chunk[offset]);
+      if (type === 'Z' && afterError) {
+        hold.messages.push({ to, message });
+        hold.held();
+      } else passing.push(message);
+      afterError = type === 'E';
+      offset = end;
+    }
+    return Buffer.concat(passing);
   }
 
   /**
    * Copies `from` to `to`, each chunk `delayMillis` late and in order; when
    * `from` closes, the link is dropped once what it sent has been passed on.
    */
-  private forward(link: Link, from: Socket, to: Socket): void {
+  private forward(link: Link, from: Socket, to: Socket, passing: (chunk: Buffer) => Buffer = (chunk) => chunk): void {
     const queue: Array<{ due: number; chunk: Buffer }> = [];
     let timer: NodeJS.Timeout | undefined;
     let fromClosed = false;
@@ -154,7 +201,8 @@ export class TcpProxy {
       if (queue.length) timer = setTimeout(flush, queue[0].due - Date.now());
       else if (fromClosed) this.drop(link);
     };
-    from.on('data', (chunk: Buffer) => {
+    from.on('data', (received: Buffer) => {
+      const chunk = passing(received);
       if (this.delayMillis <= 0 && !queue.length) {
         to.write(chunk);
         return;
