@@ -17,6 +17,7 @@ import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
+import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
 import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
 import { experiments } from './experiments.js';
@@ -75,7 +76,7 @@ class HoldUntilResponseCloses implements OnApplicationBootstrap {
   constructor(private readonly adapterHost: HttpAdapterHost) {}
   onApplicationBootstrap(): void {
     const adapter = this.adapterHost.httpAdapter as unknown as Record<string, unknown>;
-    for (const method of ['reply', 'redirect', 'render']) delete adapter[method];
+    for (const method of ANSWERS) delete adapter[method];
   }
 }
 

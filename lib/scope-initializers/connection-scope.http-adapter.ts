@@ -1,8 +1,11 @@
 import { StreamableFile, type HttpServer } from '@nestjs/common';
 import { ConnectionScope } from '../connection/connection-scope.js';
 
-// How Nest hands a route's answer to the adapter: reply(response, body, status), redirect(response, status, url), render(response, view, options).
-const ANSWERS = ['reply', 'redirect', 'render'] as const;
+/**
+ * @internal The adapter methods through which Nest hands a route's answer over:
+ * reply(response, body, status), redirect(response, status, url), render(response, view, options).
+ */
+export const ANSWERS = ['reply', 'redirect', 'render'] as const;
 type Answer = (this: unknown, response: unknown, second: unknown, third: unknown) => unknown;
 
 /**
