@@ -45,14 +45,15 @@ export interface CompareResult {
   pgbench: { clients: number; samples: Array<{ round: number; tps: number; latencyMs: number }>; medianTps: number; min: number; max: number } | { skipped: string };
 }
 
-interface Slot {
+export interface Slot {
   id: string;
   label: string;
   adapter: string;
   kind: string;
 }
 
-function slots(): Slot[] {
+/** The contenders of this run on each adapter (BENCH_CONTENDERS, BENCH_ADAPTERS), then raw node:http. */
+export function slots(): Slot[] {
   const chosen = config.contenders.length ? [...CONTENDERS, ...EXPERIMENTS].filter((c) => config.contenders.includes(c.id)) : CONTENDERS;
   const list: Slot[] = [];
   for (const adapter of config.adapters) {

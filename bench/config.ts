@@ -19,7 +19,7 @@ function list(name: string, fallback: string[]): string[] {
 }
 
 export const config = {
-  /** Which parts to run: compare, micro, soak. */
+  /** Which parts to run: compare, micro, soak; instructions when asked for. */
   parts: list('BENCH_PARTS', ['compare', 'micro', 'soak']),
   /** Interleaved rounds of the HTTP comparison (at least 3 make a median). */
   rounds: num('BENCH_ROUNDS', 3),
@@ -49,6 +49,9 @@ export const config = {
   /** Soak: stop after this many requests or this many seconds, whichever comes first. */
   soakRequests: num('SOAK_REQUESTS', 1_000_000),
   soakSeconds: num('SOAK_SECONDS', 60),
+  /** Instruction counts (callgrind): requests before counting, and requests counted, per contender. */
+  instructionsWarmup: num('INSTRUCTIONS_WARMUP', 20_000),
+  instructionsRequests: num('INSTRUCTIONS_REQUESTS', 2_000),
   /** Where results go (latest.json and chart.svg). */
   resultsDir: process.env.BENCH_RESULTS_DIR ?? 'bench/results',
   /** Set to a folder to write there a V8 CPU profile of every server's measured window. */

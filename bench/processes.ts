@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -35,11 +35,30 @@ export class ServerProcess {
     readonly port: number,
   ) {}
 
-  static async start(kind: string, adapter: string, execArgv: string[] = []): Promise<ServerProcess> {
+  /** The server's process id (valgrind's, which runs node in the same process, under callgrind). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /**
+   * Starts `kind` on `adapter`; with `callgrindOut`, under valgrind's callgrind
+   * with its counting off until `callgrind_control -i on` (valgrind alone makes
+   * node about 5 times slower, counting about 50 times). Each dump asked for by
+   * `callgrind_control -d` goes to `<callgrindOut>.<n>`.
+   */
+  static async start(kind: string, adapter: string, options: { callgrindOut?: string } = {}): Promise<ServerProcess> {
     // The server profiles its measured window itself (node:inspector) when asked.
     if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
-    const child = fork(here('./server.js'), [kind, adapter], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', 30_000, `${kind}/${adapter} to start`);
+    const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc'];
+    const child = options.callgrindOut
+      ? fork(here('./server.js'), [kind, adapter], {
+          execPath: 'valgrind',
+          execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, process.execPath],
+          stdio,
+        })
+      : fork(here('./server.js'), [kind, adapter], { stdio });
+    const startMs = options.callgrindOut ? 600_000 : 30_000;
+    const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', startMs, `${kind}/${adapter} to start`);
     return new ServerProcess(child, ready.port);
   }
 

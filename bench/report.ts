@@ -1,4 +1,5 @@
 import type { CompareResult, CompareRow } from './compare.js';
+import type { InstructionsResult } from './instructions.js';
 import type { MicroResult } from './micro.js';
 import { mb, type SoakResult } from './soak.js';
 import { median } from './stats.js';
@@ -18,6 +19,7 @@ export interface BenchResults {
   compare?: CompareResult;
   micro?: MicroResult;
   soak?: SoakResult;
+  instructions?: InstructionsResult;
   targets: Target[];
 }
 
@@ -71,16 +73,26 @@ const NUMBER: Record<string, string> = {
   raw: '',
 };
 
+/** Adapters in name order, node:http last; contenders in the issue's order within each. */
+function byAdapterThenOrder(a: { id: string; adapter: string }, b: { id: string; adapter: string }): number {
+  if (a.adapter === b.adapter) return ORDER.indexOf(a.id) - ORDER.indexOf(b.id);
+  return a.adapter === 'node:http' ? 1 : b.adapter === 'node:http' ? -1 : a.adapter.localeCompare(b.adapter);
+}
+
+/** "(n) label", in bold for the package itself. */
+function contenderName(row: { id: string; label: string }): string {
+  const name = `${NUMBER[row.id] ?? ''} ${row.label}`.trim();
+  return row.id === SUBJECT ? `**${name}**` : name;
+}
+
 export function compareTable(compare: CompareResult): string {
   const lines = [
     '| adapter | contender | req/s (median) | min–max req/s | p50 ms | p99 ms | server CPU µs/req | req/s × (2) | CPU/req × (2) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
-  const rows = [...compare.rows].sort((a, b) => (a.adapter === b.adapter ? ORDER.indexOf(a.id) - ORDER.indexOf(b.id) : a.adapter === 'node:http' ? 1 : b.adapter === 'node:http' ? -1 : a.adapter.localeCompare(b.adapter)));
-  for (const row of rows) {
-    const name = `${NUMBER[row.id] ?? ''} ${row.label}`.trim();
+  for (const row of [...compare.rows].sort(byAdapterThenOrder)) {
     lines.push(
-      `| ${row.adapter} | ${row.id === SUBJECT ? `**${name}**` : name} | ${fmt(row.median.reqPerSec)} | ${fmt(row.min)}–${fmt(row.max)} | ` +
+      `| ${row.adapter} | ${contenderName(row)} | ${fmt(row.median.reqPerSec)} | ${fmt(row.min)}–${fmt(row.max)} | ` +
         `${fmt(row.median.p50)} | ${fmt(row.median.p99)} | ${fmt(row.median.cpuUsPerReq)} | ${ratio(row.median.ratio)} | ${ratio(row.median.cpuRatio)} |`,
     );
   }
@@ -121,11 +133,21 @@ export function targetsTable(targets: Target[]): string {
   return lines.join('\n');
 }
 
+export function instructionsTable(instructions: InstructionsResult): string {
+  if ('skipped' in instructions) return instructions.skipped;
+  const lines = ['| adapter | contender | instructions/req | × (2) |', '| --- | --- | ---: | ---: |'];
+  for (const row of [...instructions.rows].sort(byAdapterThenOrder)) {
+    lines.push(`| ${row.adapter} | ${contenderName(row)} | ${fmt(row.instructionsPerRequest)} | ${ratio(row.ratio)} |`);
+  }
+  return lines.join('\n');
+}
+
 export function markdown(results: BenchResults): string {
   const parts: string[] = [];
   if (results.compare) parts.push(compareTable(results.compare));
   if (results.micro) parts.push(microTable(results.micro));
   if (results.soak) parts.push(soakTable(results.soak));
+  if (results.instructions) parts.push(instructionsTable(results.instructions));
   if (results.targets.length) parts.push(targetsTable(results.targets));
   return parts.join('\n\n');
 }

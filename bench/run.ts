@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { config, dbConfig, ensureDatabase } from './config.js';
 import { runCompare } from './compare.js';
+import { runInstructions } from './instructions.js';
 import { runMicro } from './micro.js';
 import { chartSvg, evaluateTargets, markdown, subtitleOf, type BenchResults } from './report.js';
 import { runSoak } from './soak.js';
@@ -11,7 +12,7 @@ import { runSoak } from './soak.js';
 /**
  * `npm run bench`: the HTTP comparison (interleaved rounds, Express and
  * Fastify), the microbenchmark and the soak, each selectable with
- * BENCH_PARTS. Writes bench/results/latest.json, latest.md and chart.svg.
+ * BENCH_PARTS, which also asks for the instruction counts (slow: callgrind). Writes bench/results/latest.json, latest.md and chart.svg.
  */
 async function postgresVersion(): Promise<string> {
   const client = new pg.Client(dbConfig());
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
   if (config.parts.includes('micro')) results.micro = await runMicro(log);
   save(results);
   if (config.parts.includes('soak')) results.soak = await runSoak(log);
+  save(results);
+  if (config.parts.includes('instructions')) results.instructions = await runInstructions(log);
   save(results);
   const md = markdown(results);
   log('');

@@ -1,0 +1,92 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BASELINE, slots } from './compare.js';
+import { config } from './config.js';
+import { LoadProcess, runCommand, ServerProcess } from './processes.js';
+
+/**
+ * Instructions each contender's server executes per request, counted by
+ * valgrind's callgrind (user space: JavaScript, V8, the GC and libuv, on all
+ * of the server's threads; not the kernel's socket work). A count, not a
+ * time: it comes out the same on a calm and on a busy machine, so it tells
+ * apart contenders whose CPU time per request is within a shared machine's
+ * swing. Every server runs once under callgrind: a warm-up with counting off
+ * (long enough for V8 to have optimised the hot paths: a short one counts
+ * interpreted code), then counting on (`callgrind_control -i on`, `-z`), a
+ * fixed number of requests, and a dump (`-d`) whose total is divided by them.
+ */
+export interface InstructionsRow {
+  id: string;
+  label: string;
+  adapter: string;
+  requests: number;
+  instructionsPerRequest: number;
+  /** Over the baseline's, same adapter (below 1 is cheaper). */
+  ratio: number | null;
+}
+
+export type InstructionsResult = { settings: Record<string, unknown>; rows: InstructionsRow[] } | { skipped: string };
+
+export const VALGRIND_MISSING =
+  'valgrind not found on PATH: install it with `apt-get install valgrind` (callgrind and callgrind_control come with it). ' +
+  'Skipping the instruction counts.';
+
+async function onPath(command: string): Promise<boolean> {
+  return (await runCommand('sh', ['-c', `command -v ${command}`], 5000)).code === 0;
+}
+
+async function callgrindControl(args: string[], pid: number): Promise<void> {
+  const { code, stderr } = await runCommand('callgrind_control', [...args, String(pid)], 60_000);
+  if (code !== 0) throw new Error(`callgrind_control ${args.join(' ')} ${pid} failed: ${stderr}`);
+}
+
+/** The `summary:` line of a callgrind dump: instructions executed (Ir) since the last zeroing. */
+async function instructionsIn(dumpFile: string): Promise<number> {
+  const match = /^summary:\s+(\d+)/m.exec(await readFile(dumpFile, 'utf8'));
+  if (!match) throw new Error(`no summary line in ${dumpFile}`);
+  return Number(match[1]);
+}
+
+export async function runInstructions(log: (line: string) => void): Promise<InstructionsResult> {
+  if (!(await onPath('valgrind')) || !(await onPath('callgrind_control'))) {
+    log(VALGRIND_MISSING);
+    return { skipped: VALGRIND_MISSING };
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'npp-callgrind-'));
+  const load = LoadProcess.start();
+  const rows: InstructionsRow[] = [];
+  try {
+    for (const slot of slots()) {
+      const out = join(dir, `${slot.adapter}-${slot.id}.out`);
+      const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, { callgrindOut: out });
+      try {
+        const url = `http://127.0.0.1:${server.port}/`;
+        // Bounded by the request counts; the duration only guards against a server that stops answering.
+        const run = (amount: number) => load.run({ url, connections: config.connections, duration: 3_600, amount });
+        await run(config.instructionsWarmup);
+        await callgrindControl(['-i', 'on'], server.pid);
+        await callgrindControl(['-z'], server.pid);
+        const result = await run(config.instructionsRequests);
+        await callgrindControl(['-d'], server.pid);
+        if (result.requests === 0) throw new Error(`${slot.adapter}/${slot.id} answered no request under callgrind`);
+        const instructionsPerRequest = (await instructionsIn(`${out}.1`)) / result.requests;
+        rows.push({ id: slot.id, label: slot.label, adapter: slot.adapter, requests: result.requests, instructionsPerRequest, ratio: null });
+        log(`  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(20)} ${Math.round(instructionsPerRequest).toLocaleString('en-US').padStart(11)} instructions/req`);
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    load.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  for (const row of rows) {
+    const base = rows.find((r) => r.id === BASELINE && r.adapter === row.adapter);
+    row.ratio = base && row.adapter !== 'node:http' ? row.instructionsPerRequest / base.instructionsPerRequest : null;
+  }
+  return {
+    settings: { warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, poolSize: config.poolSize },
+    rows,
+  };
+}
