@@ -49,7 +49,8 @@ export const config = {
   /** Soak: stop after this many requests or this many seconds, whichever comes first. */
   soakRequests: num('SOAK_REQUESTS', 1_000_000),
   soakSeconds: num('SOAK_SECONDS', 60),
-  /** Instruction counts (callgrind): requests before counting, and requests counted, per contender. */
+  /** Instruction counts (callgrind): rounds, requests before counting, and requests counted, per contender. */
+  instructionsRounds: num('INSTRUCTIONS_ROUNDS', 3),
   instructionsWarmup: num('INSTRUCTIONS_WARMUP', 20_000),
   instructionsRequests: num('INSTRUCTIONS_REQUESTS', 2_000),
   /** Where results go (latest.json and chart.svg). */

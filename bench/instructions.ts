@@ -1,9 +1,10 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASELINE, slots } from './compare.js';
+import { BASELINE, slots, type Slot } from './compare.js';
 import { config } from './config.js';
 import { LoadProcess, runCommand, ServerProcess } from './processes.js';
+import { median } from './stats.js';
 
 /**
  * Instructions each contender's server executes per request, counted by
@@ -11,18 +12,21 @@ import { LoadProcess, runCommand, ServerProcess } from './processes.js';
  * of the server's threads; not the kernel's socket work). A count, not a
  * time: it comes out the same on a calm and on a busy machine, so it tells
  * apart contenders whose CPU time per request is within a shared machine's
- * swing. Every server runs once under callgrind: a warm-up with counting off
+ * swing. In each round, every server runs once under callgrind: a warm-up with counting off
  * (long enough for V8 to have optimised the hot paths: a short one counts
  * interpreted code), then counting on (`callgrind_control -i on`, `-z`), a
  * fixed number of requests, and a dump (`-d`) whose total is divided by them.
+ * Not every run comes out the same (V8 optimises on background threads, and how
+ * many requests one turn of the event loop serves depends on timing), hence rounds.
  */
 export interface InstructionsRow {
   id: string;
   label: string;
   adapter: string;
-  requests: number;
+  /** Instructions per request of each round. */
+  samples: number[];
+  /** Their median, and its ratio to the baseline's median, same adapter (below 1 is cheaper). */
   instructionsPerRequest: number;
-  /** Over the baseline's, same adapter (below 1 is cheaper). */
   ratio: number | null;
 }
 
@@ -48,6 +52,25 @@ async function instructionsIn(dumpFile: string): Promise<number> {
   return Number(match[1]);
 }
 
+/** One server under callgrind: warm-up uncounted, then instructions per request over the counted requests. */
+async function count(load: LoadProcess, slot: Slot, out: string): Promise<number> {
+  const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, { callgrindOut: out });
+  try {
+    const url = `http://127.0.0.1:${server.port}/`;
+    // Bounded by the request counts; the duration only guards against a server that stops answering.
+    const run = (amount: number) => load.run({ url, connections: config.connections, duration: 3_600, amount });
+    await run(config.instructionsWarmup);
+    await callgrindControl(['-i', 'on'], server.pid);
+    await callgrindControl(['-z'], server.pid);
+    const result = await run(config.instructionsRequests);
+    await callgrindControl(['-d'], server.pid);
+    if (result.requests === 0) throw new Error(`${slot.adapter}/${slot.id} answered no request under callgrind`);
+    return (await instructionsIn(`${out}.1`)) / result.requests;
+  } finally {
+    await server.stop();
+  }
+}
+
 export async function runInstructions(log: (line: string) => void): Promise<InstructionsResult> {
   if (!(await onPath('valgrind')) || !(await onPath('callgrind_control'))) {
     log(VALGRIND_MISSING);
@@ -55,38 +78,35 @@ export async function runInstructions(log: (line: string) => void): Promise<Inst
   }
   const dir = await mkdtemp(join(tmpdir(), 'npp-callgrind-'));
   const load = LoadProcess.start();
-  const rows: InstructionsRow[] = [];
+  const list = slots();
+  const samples = new Map<Slot, number[]>(list.map((slot) => [slot, []]));
   try {
-    for (const slot of slots()) {
-      const out = join(dir, `${slot.adapter}-${slot.id}.out`);
-      const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, { callgrindOut: out });
-      try {
-        const url = `http://127.0.0.1:${server.port}/`;
-        // Bounded by the request counts; the duration only guards against a server that stops answering.
-        const run = (amount: number) => load.run({ url, connections: config.connections, duration: 3_600, amount });
-        await run(config.instructionsWarmup);
-        await callgrindControl(['-i', 'on'], server.pid);
-        await callgrindControl(['-z'], server.pid);
-        const result = await run(config.instructionsRequests);
-        await callgrindControl(['-d'], server.pid);
-        if (result.requests === 0) throw new Error(`${slot.adapter}/${slot.id} answered no request under callgrind`);
-        const instructionsPerRequest = (await instructionsIn(`${out}.1`)) / result.requests;
-        rows.push({ id: slot.id, label: slot.label, adapter: slot.adapter, requests: result.requests, instructionsPerRequest, ratio: null });
-        log(`  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(20)} ${Math.round(instructionsPerRequest).toLocaleString('en-US').padStart(11)} instructions/req`);
-      } finally {
-        await server.stop();
+    for (let round = 1; round <= config.instructionsRounds; round++) {
+      log(`instructions round ${round}/${config.instructionsRounds}`);
+      for (const slot of list) {
+        const perRequest = await count(load, slot, join(dir, `${slot.adapter}-${slot.id}-${round}.out`));
+        samples.get(slot)!.push(perRequest);
+        log(`  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(20)} ${Math.round(perRequest).toLocaleString('en-US').padStart(11)} instructions/req`);
       }
     }
   } finally {
     load.stop();
     await rm(dir, { recursive: true, force: true });
   }
+  const rows: InstructionsRow[] = list.map((slot) => ({
+    id: slot.id,
+    label: slot.label,
+    adapter: slot.adapter,
+    samples: samples.get(slot)!,
+    instructionsPerRequest: median(samples.get(slot)!),
+    ratio: null,
+  }));
   for (const row of rows) {
     const base = rows.find((r) => r.id === BASELINE && r.adapter === row.adapter);
     row.ratio = base && row.adapter !== 'node:http' ? row.instructionsPerRequest / base.instructionsPerRequest : null;
   }
   return {
-    settings: { warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, poolSize: config.poolSize },
+    settings: { rounds: config.instructionsRounds, warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, poolSize: config.poolSize },
     rows,
   };
 }

@@ -2,7 +2,7 @@ import type { CompareResult, CompareRow } from './compare.js';
 import type { InstructionsResult } from './instructions.js';
 import type { MicroResult } from './micro.js';
 import { mb, type SoakResult } from './soak.js';
-import { median } from './stats.js';
+import { max, median, min } from './stats.js';
 
 export interface Target {
   adapter: string;
@@ -135,9 +135,11 @@ export function targetsTable(targets: Target[]): string {
 
 export function instructionsTable(instructions: InstructionsResult): string {
   if ('skipped' in instructions) return instructions.skipped;
-  const lines = ['| adapter | contender | instructions/req | × (2) |', '| --- | --- | ---: | ---: |'];
+  const lines = ['| adapter | contender | instructions/req (median) | min–max | × (2) |', '| --- | --- | ---: | ---: | ---: |'];
   for (const row of [...instructions.rows].sort(byAdapterThenOrder)) {
-    lines.push(`| ${row.adapter} | ${contenderName(row)} | ${fmt(row.instructionsPerRequest)} | ${ratio(row.ratio)} |`);
+    lines.push(
+      `| ${row.adapter} | ${contenderName(row)} | ${fmt(row.instructionsPerRequest)} | ${fmt(min(row.samples))}–${fmt(max(row.samples))} | ${ratio(row.ratio)} |`,
+    );
   }
   return lines.join('\n');
 }
