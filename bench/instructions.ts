@@ -3,21 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BASELINE, slots, type Slot } from './compare.js';
 import { config } from './config.js';
-import { LoadProcess, runCommand, ServerProcess } from './processes.js';
+import { commandPath, LoadProcess, runCommand, ServerProcess } from './processes.js';
 import { median } from './stats.js';
 
 /**
  * Instructions each contender's server executes per request, counted by
  * valgrind's callgrind (user space: JavaScript, V8, the GC and libuv, on all
- * of the server's threads; not the kernel's socket work). A count, not a
- * time: it comes out the same on a calm and on a busy machine, so it tells
- * apart contenders whose CPU time per request is within a shared machine's
- * swing. In each round, every server runs once under callgrind: a warm-up with counting off
+ * of the server's threads; not the kernel's socket work). A count moves far
+ * less than a time with the machine's load, so it tells apart contenders
+ * whose CPU time per request is within a shared machine's swing. In each
+ * round, every server runs once under callgrind: a warm-up with counting off
  * (long enough for V8 to have optimised the hot paths: a short one counts
  * interpreted code), then counting on (`callgrind_control -i on`, `-z`), a
  * fixed number of requests, and a dump (`-d`) whose total is divided by them.
- * Not every run comes out the same (V8 optimises on background threads, and how
- * many requests one turn of the event loop serves depends on timing), hence rounds.
+ * Counts still differ between runs (V8 optimises on background threads, and
+ * how many requests one turn of the event loop serves depends on timing),
+ * hence rounds and their median.
  */
 export interface InstructionsRow {
   id: string;
@@ -35,10 +36,6 @@ export type InstructionsResult = { settings: Record<string, unknown>; rows: Inst
 export const VALGRIND_MISSING =
   'valgrind not found on PATH: install it with `apt-get install valgrind` (callgrind and callgrind_control come with it). ' +
   'Skipping the instruction counts.';
-
-async function onPath(command: string): Promise<boolean> {
-  return (await runCommand('sh', ['-c', `command -v ${command}`], 5000)).code === 0;
-}
 
 async function callgrindControl(args: string[], pid: number): Promise<void> {
   const { code, stderr } = await runCommand('callgrind_control', [...args, String(pid)], 60_000);
@@ -72,7 +69,7 @@ async function count(load: LoadProcess, slot: Slot, out: string): Promise<number
 }
 
 export async function runInstructions(log: (line: string) => void): Promise<InstructionsResult> {
-  if (!(await onPath('valgrind')) || !(await onPath('callgrind_control'))) {
+  if (!(await commandPath('valgrind')) || !(await commandPath('callgrind_control'))) {
     log(VALGRIND_MISSING);
     return { skipped: VALGRIND_MISSING };
   }

@@ -1,14 +1,13 @@
 import pg from 'pg';
 import { BENCH_DATABASE, config, dbConfig } from './config.js';
-import { runCommand } from './processes.js';
+import { commandPath, runCommand } from './processes.js';
 
 export const PGBENCH_MISSING =
   'pgbench not found on PATH: install it with `apt-get install postgresql-client` (Debian ships pgbench in ' +
   'postgresql-client-NN; postgresql-contrib on older releases). Skipping the pgbench row.';
 
-export async function pgbenchPath(): Promise<string | undefined> {
-  const { code, stdout } = await runCommand('sh', ['-c', 'command -v pgbench'], 5000);
-  return code === 0 ? stdout.trim() : undefined;
+export function pgbenchPath(): Promise<string | undefined> {
+  return commandPath('pgbench');
 }
 
 function connectionArgs(): string[] {

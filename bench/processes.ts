@@ -137,3 +137,9 @@ export function runCommand(command: string, args: string[], timeoutMs: number, e
     });
   });
 }
+
+/** Where `command` is on PATH, if it is. */
+export async function commandPath(command: string): Promise<string | undefined> {
+  const { code, stdout } = await runCommand('sh', ['-c', `command -v ${command}`], 5000);
+  return code === 0 ? stdout.trim() : undefined;
+}
