@@ -65,8 +65,13 @@ export function slots(): Slot[] {
   return list;
 }
 
+/** The server of `slot` (raw node:http takes no Nest adapter: its argument is unused). */
+export function startServer(slot: Slot, options?: { callgrindOut?: string }): Promise<ServerProcess> {
+  return ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, options);
+}
+
 async function measure(load: LoadProcess, slot: Slot): Promise<Omit<RoundSample, 'round' | 'ratio' | 'cpuRatio'>> {
-  const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter);
+  const server = await startServer(slot);
   try {
     const url = `http://127.0.0.1:${server.port}/`;
     const rate = config.rate || undefined;

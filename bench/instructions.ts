@@ -1,9 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASELINE, slots, type Slot } from './compare.js';
+import { BASELINE, slots, startServer, type Slot } from './compare.js';
 import { config } from './config.js';
-import { commandPath, LoadProcess, runCommand, ServerProcess } from './processes.js';
+import { commandPath, LoadProcess, runCommand } from './processes.js';
 import { median } from './stats.js';
 
 /**
@@ -51,7 +51,7 @@ async function instructionsIn(dumpFile: string): Promise<number> {
 
 /** One server under callgrind: warm-up uncounted, then instructions per request over the counted requests. */
 async function count(load: LoadProcess, slot: Slot, out: string): Promise<number> {
-  const server = await ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, { callgrindOut: out });
+  const server = await startServer(slot, { callgrindOut: out });
   try {
     const url = `http://127.0.0.1:${server.port}/`;
     // Bounded by the request counts; the duration only guards against a server that stops answering.

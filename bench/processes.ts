@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -49,14 +49,10 @@ export class ServerProcess {
   static async start(kind: string, adapter: string, options: { callgrindOut?: string } = {}): Promise<ServerProcess> {
     // The server profiles its measured window itself (node:inspector) when asked.
     if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
-    const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc'];
-    const child = options.callgrindOut
-      ? fork(here('./server.js'), [kind, adapter], {
-          execPath: 'valgrind',
-          execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, process.execPath],
-          stdio,
-        })
-      : fork(here('./server.js'), [kind, adapter], { stdio });
+    const underCallgrind = options.callgrindOut
+      ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, process.execPath] }
+      : {};
+    const child = fork(here('./server.js'), [kind, adapter], { ...underCallgrind, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const startMs = options.callgrindOut ? 600_000 : 30_000;
     const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', startMs, `${kind}/${adapter} to start`);
     return new ServerProcess(child, ready.port);
