@@ -1,11 +1,33 @@
+import { IntrinsicException } from '@nestjs/common';
+
 /**
- * Every error the module throws on purpose extends `PoolError`, so callers can
+ * Every error the module throws on purpose is a `PoolError`, so callers can
  * tell them from database errors with one `instanceof`. Messages name the
  * datasource and what was wrong, never a password or a full connection string.
  */
 export class PoolError extends Error {
   constructor(message: string) {
     super(message);
+    this.name = new.target.name;
+  }
+
+  /** `instanceof PoolError` is also true of the quiet ones, which extend Nest's IntrinsicException instead (see QuietPoolError). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    const ownInstance = Function.prototype[Symbol.hasInstance].call(this, value) as boolean;
+    return ownInstance || (this === PoolError && value instanceof QuietPoolError);
+  }
+}
+
+/**
+ * A `PoolError` whose answer says all there is, so Nest's default exception
+ * filter sends it without logging a stack per request: a 503 while the
+ * datasource logs its change of state once, a 499 for a client that left.
+ * It extends Nest's `IntrinsicException` for that; a filter of the
+ * application's own still sees every one.
+ */
+export class QuietPoolError extends IntrinsicException {
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
     this.name = new.target.name;
   }
 }
@@ -50,7 +72,7 @@ export class DatasourceNotFoundError extends PoolError {
  * Nest's default exception filter answers `503 Service Unavailable` with the
  * message; within an HTTP request the module also sets `Retry-After`.
  */
-export class PoolUnavailableError extends PoolError {
+export class PoolUnavailableError extends QuietPoolError {
   readonly statusCode = 503;
   readonly status = 503;
   readonly expose = true;
@@ -122,12 +144,43 @@ export class ConnectionFailedError extends PoolError {
   }
 }
 
-/** A query or `getClient()` came after its connection scope had ended. */
+/**
+ * `getClient()` was called, or its client came, after its connection scope
+ * had ended: nothing would hand that raw client back. (Queries after the end
+ * run on clients of their own instead.)
+ */
 export class ConnectionScopeClosedError extends PoolError {
   constructor(readonly datasource: string) {
     super(
-      `The connection scope for datasource "${datasource}" has ended (request finished or aborted); ` +
-        'work that outlives its request must open a scope of its own with ConnectionScope.run()',
+      `The connection scope for datasource "${datasource}" has ended (request finished), so a raw client from ` +
+        'getClient() would have nobody to release it; work that outlives its request must open a scope of its own ' +
+        'with ConnectionScope.run()',
+    );
+  }
+}
+
+/**
+ * The HTTP client of the request hung up: the query its handler was running
+ * was cancelled (`cause` is the server's 57014), or work asked for after the
+ * hang-up was refused (`queriesAfterHangUp: 'refuse'`, the default). Shaped
+ * like an http-errors error with status 499 (client closed request), which
+ * Nest answers if it still can, without logging it. A promise the module
+ * rejects with it never counts as an unhandled rejection: it often lands in
+ * work nobody awaits any more.
+ */
+export class RequestAbandonedError extends QuietPoolError {
+  readonly statusCode = 499;
+  readonly status = 499;
+  readonly expose = true;
+
+  constructor(
+    readonly datasource: string,
+    options?: { cause: unknown },
+  ) {
+    super(
+      `The client of this request went away: its work on datasource "${datasource}" was ` +
+        (options ? 'cancelled' : "refused (queriesAfterHangUp: 'refuse')"),
+      options,
     );
   }
 }

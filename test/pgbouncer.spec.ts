@@ -366,7 +366,7 @@ describe('behind PgBouncer in transaction mode', () => {
           probe.outcome.promise,
           new Promise((resolve) => setTimeout(resolve, 1500, 'still running 1.5 s after the hang-up')),
         ]);
-        expect(outcome).toMatchObject({ code: '57014' }); // query_canceled
+        expect(outcome).toMatchObject({ cause: { code: '57014' } }); // query_canceled
         // PgBouncer dies, if it does, just after forwarding the cancel.
         await new Promise((resolve) => setTimeout(resolve, 100));
         expect(own.log()).not.toMatch(/FATAL/);

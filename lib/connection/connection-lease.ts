@@ -1,7 +1,7 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
 import type { Datasource } from '../datasource/datasource.js';
-import { ConnectionFailedError, ConnectionScopeClosedError, PoolError } from '../pool.errors.js';
+import { ConnectionFailedError, ConnectionScopeClosedError, PoolError, RequestAbandonedError } from '../pool.errors.js';
 import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
 import type { Turns } from '../transaction/turns.js';
@@ -36,20 +36,48 @@ export function watchLeasedClient(client: PoolClient): void {
   client.on('error', onLeasedClientError);
 }
 
+// SQLSTATE query_canceled: what a query the module had cancelled fails with.
+const QUERY_CANCELED = '57014';
+
 /**
  * pg's promise API re-captures a failed query's stack here, in a reaction
  * its caller awaits, so that the stack leads back to the application rather
  * than to the socket read; the module's queries use pg's callback API and
- * keep that.
+ * keep that. A RequestAbandonedError leaves the promise quiet (see quietly()).
  */
 export function withCallerStack<T>(promise: Promise<T>): Promise<T> {
-  return promise.catch(recaptureStack);
+  const settled: Promise<T> = promise.catch((error: unknown) => {
+    if (error instanceof Error) Error.captureStackTrace(error);
+    throw quietWhenAbandoned(error, settled);
+  });
+  return settled;
 }
 
-function recaptureStack(error: unknown): never {
-  if (error instanceof Error) Error.captureStackTrace(error);
-  throw error;
+/** `promise`, quiet (see quietly()) if it rejects with a RequestAbandonedError. */
+export function quietIfAbandoned<T>(promise: Promise<T>): Promise<T> {
+  const settled: Promise<T> = promise.catch((error: unknown) => {
+    throw quietWhenAbandoned(error, settled);
+  });
+  return settled;
 }
+
+function quietWhenAbandoned(error: unknown, settled: Promise<unknown>): unknown {
+  if (error instanceof RequestAbandonedError) quietly(settled);
+  return error;
+}
+
+/**
+ * Marks `promise` as handled, so that Node does not end the process when
+ * its caller leaves its rejection unhandled; a caller that awaits it still
+ * gets the rejection. For what the module cancels or refuses because the
+ * request's client left: it often lands in work nobody awaits any more.
+ */
+export function quietly<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(ignore);
+  return promise;
+}
+
+function ignore(): void {}
 
 /**
  * One client checked out of a datasource's pool, and everything the module
@@ -62,9 +90,14 @@ export class ConnectionLease {
   /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
   transactionTurns: Turns | undefined = undefined;
   private running = 0;
-  private whenIdle: (() => void) | undefined = undefined;
   private brokenBy: Error | undefined = undefined;
   private released = false;
+  /** Released because nobody waits for its answers any more (`release(true)`, `destroy()`). */
+  private abandoned = false;
+  /** A cancel request is on its way; resolves once the server has acted on it or the connection is given up. */
+  private cancelling: Promise<void> | undefined = undefined;
+  /** Set once the way back started (rollback, reset), so that it starts once. */
+  private returning = false;
   /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
   private handedBack = false;
   private leakTimer: NodeJS.Timeout | undefined = undefined;
@@ -156,30 +189,54 @@ export class ConnectionLease {
 
   /**
    * Gives the client back once its running queries end. With `cancel`, the
-   * server is first asked to cancel them (the request that used them is gone).
-   * Safe to call more than once.
+   * server is first asked to cancel them (the request that used them is
+   * gone), and the client goes back only once the server has acted on that
+   * too (see cancel()). Safe to call more than once.
    */
   release(cancel = false): void {
     if (this.released) return;
     this.released = true;
-    if (this.running === 0) return this.handBack();
-    this.whenIdle = () => this.handBack();
-    const key = cancel ? backendKeyOf(this.client) : undefined;
-    if (key) void sendCancelRequest(key);
+    if (cancel) this.cancel();
+    this.handBackWhenDone();
   }
 
   /**
    * Closes the connection at once, whatever it is doing (shutdown past its
    * drain timeout). A running query is cancelled on the server too, which
    * would otherwise run it to its end for nobody, holding its locks; resolves
-   * once that cancel request is sent.
+   * once the server has acted on that cancel request.
    */
   async destroy(reason: Error): Promise<void> {
     this.brokenBy ??= reason;
     this.released = true;
-    const key = this.running > 0 ? backendKeyOf(this.client) : undefined;
-    this.handBack();
-    if (key) await sendCancelRequest(key);
+    this.cancel();
+    this.returning = true;
+    this.giveBack();
+    await this.cancelling;
+  }
+
+  /**
+   * The one way the module cancels a query, as nobody waits for its answer
+   * any more: its error becomes a RequestAbandonedError, later queries are
+   * refused with one. PostgreSQL cancels whatever the backend runs when the
+   * request arrives, not a given query: a cancel that arrived after the next
+   * borrower's query started would kill that one. So the client goes back
+   * only once the server has closed the cancel request's connection, which
+   * it does after acting on it; if that is not seen in time, the connection
+   * is closed, never reused.
+   */
+  private cancel(): void {
+    this.abandoned = true;
+    if (this.running === 0 || this.cancelling) return;
+    const key = backendKeyOf(this.client);
+    if (!key) return;
+    this.cancelling = sendCancelRequest(key).then((settled) => {
+      this.cancelling = undefined;
+      if (settled) return this.handBackWhenDone();
+      this.brokenBy ??= new PoolError('the server did not confirm a cancel request in time');
+      this.returning = true;
+      this.giveBack();
+    });
   }
 
   /** @internal The client's connection failed (its 'error' event). */
@@ -192,7 +249,7 @@ export class ConnectionLease {
 
   /** Why a query cannot run on this client now, if it cannot. */
   private refusal(input: QueryInput): Error | undefined {
-    if (this.released) return new ConnectionScopeClosedError(this.datasource.name);
+    if (this.released) return this.abandoned ? new RequestAbandonedError(this.datasource.name) : new ConnectionScopeClosedError(this.datasource.name);
     if (this.brokenBy) return this.failure(this.brokenBy);
     if (this.datasource.options.transactionPooling) {
       try {
@@ -205,8 +262,14 @@ export class ConnectionLease {
   }
 
   private queryEnded(releaseAfter: boolean): void {
-    if (--this.running === 0) this.whenIdle?.();
-    if (releaseAfter) this.release();
+    this.running--;
+    if (releaseAfter) this.released = true;
+    if (this.released) this.handBackWhenDone();
+  }
+
+  /** Back to the pool once released, no query runs and no cancel request is on its way. */
+  private handBackWhenDone(): void {
+    if (this.running === 0 && this.cancelling === undefined && this.released) this.handBack();
   }
 
   /**
@@ -215,7 +278,9 @@ export class ConnectionLease {
    * (connection terminated, query read timeout) leaves the client unusable too.
    */
   private outcomeOf(error: Error): Error {
-    if (error instanceof DatabaseError && !endsSession(error)) return error;
+    if (error instanceof DatabaseError && !endsSession(error)) {
+      return this.abandoned && error.code === QUERY_CANCELED ? new RequestAbandonedError(this.datasource.name, { cause: error }) : error;
+    }
     this.brokenBy ??= error;
     return this.failure(error);
   }
@@ -228,7 +293,8 @@ export class ConnectionLease {
    * to clean, as after almost every request.
    */
   private handBack(): void {
-    this.whenIdle = undefined;
+    if (this.returning) return;
+    this.returning = true;
     const reset = this.datasource.options.resetOnRelease;
     if (!this.brokenBy && (reset || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
     else this.giveBack();

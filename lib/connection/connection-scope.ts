@@ -2,9 +2,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { Datasource, LeaseRecipient } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError, PoolUnavailableError } from '../pool.errors.js';
+import { ConnectionScopeClosedError, PoolUnavailableError, RequestAbandonedError } from '../pool.errors.js';
 import type { OpenTransaction } from '../transaction/transaction.js';
-import { withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
+import { quietly, withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
+import { noteLateQuery } from './late-query.js';
 import type { ScopeHolder } from './scope-holder.js';
 
 /**
@@ -60,11 +61,16 @@ class LeaseSlot implements LeaseRecipient {
   received(lease: ConnectionLease): void {
     this.lease = lease;
     const { scope } = this;
-    // The scope ended while the client was on its way. Aborted, nobody waits
-    // for the answers: the queries are refused. Closed, the queries asked for
-    // before its end run first (they are sent as the waiters get the client),
-    // as on a client the scope held.
-    if (scope.isAborted) lease.release();
+    // The scope ended while the client was on its way. Its requester gone,
+    // the queries are refused (unless the datasource lets them run, see
+    // `queriesAfterHangUp`). Otherwise the queries asked for before its end
+    // run first (they are sent as the waiters get the client), as on a
+    // client the scope held.
+    const refusal = scope.isClosed ? scope.refusalAfterEnd(this.datasource) : undefined;
+    if (refusal) {
+      lease.release();
+      return this.flush(refusal, undefined);
+    }
     this.flush(undefined, lease);
     if (scope.isClosed) lease.release();
   }
@@ -202,7 +208,7 @@ export class ConnectionScope implements ScopeContext {
   /**
    * @internal A query on the scope's client of `datasource`, once no
    * transaction runs on that client (a query made outside them must not land
-   * in one).
+   * in one). After the scope's end, see `refuseAfterEnd()`.
    */
   query<R extends QueryResultRow>(datasource: Datasource, input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     const slot = this.slotOf(datasource);
@@ -210,7 +216,7 @@ export class ConnectionScope implements ScopeContext {
     // The usual case after the first query: the client is here and free. No
     // promise or await of the module's own (each costs async hooks).
     if (lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
-    if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
+    if (this.closed) return this.refuseAfterEnd(datasource) ?? datasource.query<R>(input, values);
     // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
     const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(datasource);
     // The first query: sent from the datasource's callback as the client comes.
@@ -228,7 +234,12 @@ export class ConnectionScope implements ScopeContext {
 
   /** @internal The scope's client of `datasource`, borrowed on first use. */
   lease(datasource: Datasource): Promise<ConnectionLease> {
-    if (this.closed) return Promise.reject(new ConnectionScopeClosedError(datasource.name));
+    // A raw client asked for after the end would have nobody to hand it back: refused, quietly for an abandoned request.
+    if (this.closed) {
+      return this.aborted
+        ? quietly(Promise.reject(new RequestAbandonedError(datasource.name)))
+        : Promise.reject(new ConnectionScopeClosedError(datasource.name));
+    }
     const existing = this.slotOf(datasource);
     // A client closed mid-scope (its transaction could not be rolled back) is replaced by a fresh one.
     const slot = existing !== undefined && !existing.lease?.isReleased ? existing : this.borrow(datasource);
@@ -239,6 +250,30 @@ export class ConnectionScope implements ScopeContext {
   heldLease(datasource: Datasource): ConnectionLease | undefined {
     const lease = this.slotOf(datasource)?.lease;
     return lease?.isReleased ? undefined : lease;
+  }
+
+  /**
+   * @internal Work of `datasource` that comes after this scope ended (a
+   * missing `await`, a listener, fire-and-forget writes): a quiet rejection
+   * when it is refused (see `refusalAfterEnd()`); otherwise undefined, and
+   * the work runs as it would outside any scope, on clients of its own,
+   * and its call site is noted once at debug level.
+   */
+  refuseAfterEnd(datasource: Datasource): Promise<never> | undefined {
+    const refusal = this.refusalAfterEnd(datasource);
+    if (refusal) return quietly(Promise.reject(refusal));
+    noteLateQuery(datasource);
+    return undefined;
+  }
+
+  /**
+   * @internal Why work of this ended scope on `datasource` is refused, if it
+   * is: the requester hung up, and the datasource does not let the
+   * abandoned request's work go on (`queriesAfterHangUp`, default 'refuse').
+   */
+  refusalAfterEnd(datasource: Datasource): RequestAbandonedError | undefined {
+    if (!this.aborted || datasource.options.queriesAfterHangUp === 'run') return undefined;
+    return new RequestAbandonedError(datasource.name);
   }
 
   /**

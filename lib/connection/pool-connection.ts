@@ -7,7 +7,7 @@ import type { TransactionOptions } from '../transaction/transaction-options.inte
 import type { Transaction } from '../transaction/transaction.js';
 import { isReadStatement, prefersReplica } from '../replication/read-routing.js';
 import { queryReplica } from '../replication/query-replica.js';
-import type { ConnectionLease, QueryInput } from './connection-lease.js';
+import { quietIfAbandoned, type ConnectionLease, type QueryInput } from './connection-lease.js';
 import type { ReplicaSet } from '../replication/replica-set.js';
 import { ConnectionScope } from './connection-scope.js';
 import { isInTransaction } from './pg-client-state.js';
@@ -47,7 +47,7 @@ export class PoolConnection {
     if (transaction !== undefined) return transaction.query<R>(input, values);
     const replicas = this.datasource.replicas;
     if (replicas !== undefined && this.mayReadFromReplica(input, context?.scope)) {
-      return this.readFromReplica<R>(replicas, context?.scope, input, values);
+      return quietIfAbandoned(this.readFromReplica<R>(replicas, context?.scope, input, values));
     }
     if (context === undefined) return this.datasource.query<R>(input, values);
     return context.scope.query<R>(this.datasource, input, values);
@@ -60,9 +60,16 @@ export class PoolConnection {
     input: QueryInput,
     values: readonly unknown[] | undefined,
   ): Promise<QueryResult<R>> {
-    const result = await queryReplica<R>(replicas, scope, input, values);
+    let open = scope;
+    if (scope?.isClosed) {
+      // After its scope ended, a read runs as one outside any scope, unless refused (see refuseAfterEnd()).
+      const refused = scope.refuseAfterEnd(this.datasource);
+      if (refused) return refused;
+      open = undefined;
+    }
+    const result = await queryReplica<R>(replicas, open, input, values);
     if (result) return result;
-    return scope ? scope.query<R>(this.datasource, input, values) : this.datasource.query<R>(input, values);
+    return open ? open.query<R>(this.datasource, input, values) : this.datasource.query<R>(input, values);
   }
 
   /**
@@ -100,7 +107,11 @@ export class PoolConnection {
    * a scope of its own): commits when it resolves, rolls back and rethrows
    * when it throws. Called inside a transaction, runs `work` in a savepoint.
    */
-  async transaction<T>(work: (transaction: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+  transaction<T>(work: (transaction: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return quietIfAbandoned(this.runTransaction(work, options));
+  }
+
+  private async runTransaction<T>(work: (transaction: Transaction) => Promise<T>, options: TransactionOptions): Promise<T> {
     validateTransactionOptions(options);
     return runInTransaction(this.datasource, options, work);
   }

@@ -17,9 +17,11 @@ import {
   PoolExhaustedError,
   PoolQueueFullError,
   type PoolCounts,
+  type PoolUnavailableError,
 } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import type { ReplicaSet } from '../replication/replica-set.js';
+import { AvailabilityLog } from './availability-log.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 
@@ -54,6 +56,10 @@ export class Datasource {
   private closing: Promise<void> | undefined;
   /** The acquisitions waiting for a client, refused at once when the datasource closes. */
   private readonly waiting = new Set<LeaseRecipient>();
+  private readonly availability = new AvailabilityLog(
+    (message) => this.logger.error(this.describe(message)),
+    (message) => this.logger.warn(this.describe(message)),
+  );
 
   constructor(
     readonly name: string,
@@ -73,6 +79,7 @@ export class Datasource {
       maxLifetimeSeconds: _lifetime,
       maxLifetimeJitter: _jitter,
       transactionPooling: _transactionPooling,
+      queriesAfterHangUp: _afterHangUp,
       replicas: _replicas,
       replicaRetryMillis: _replicaRetry,
       ...poolConfig
@@ -115,7 +122,10 @@ export class Datasource {
    */
   lend(holder: ScopeHolder | undefined, recipient: LeaseRecipient): void {
     const refusal = this.refusal();
-    if (refusal) return recipient.refused(refusal);
+    if (refusal) {
+      if (refusal instanceof PoolQueueFullError) this.availability.refused(refusal);
+      return recipient.refused(refusal);
+    }
     // Taken before pg-pool is asked, while the borrower's frames are still on the stack.
     const acquiredAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
     this.checkOut(performance.now(), holder, acquiredAt, recipient);
@@ -187,7 +197,15 @@ export class Datasource {
   }
 
   warn(message: string): void {
-    this.logger.warn(`Datasource "${this.name}": ${this.redact(message)}`);
+    this.logger.warn(this.describe(message));
+  }
+
+  debug(message: string): void {
+    this.logger.debug(this.describe(message));
+  }
+
+  private describe(message: string): string {
+    return `Datasource "${this.name}": ${this.redact(message)}`;
   }
 
   /**
@@ -238,6 +256,7 @@ export class Datasource {
       }
       const lease = new ConnectionLease(this, client, holder, acquiredAt);
       this.stats.recordAcquired(lease.acquiredAt - waitStarted);
+      this.availability.served(this.pool.waitingCount);
       this.leases.add(lease);
       recipient.received(lease);
     });
@@ -254,7 +273,13 @@ export class Datasource {
   }
 
   /** Says whether a failed acquire met a busy pool or a server that did not answer. */
-  private acquireError(error: unknown, waited: number): Error {
+  private acquireError(error: unknown, waited: number): PoolUnavailableError {
+    const refusal = this.describeAcquireError(error, waited);
+    this.availability.refused(refusal);
+    return refusal;
+  }
+
+  private describeAcquireError(error: unknown, waited: number): PoolUnavailableError {
     if (this.closing) return new PoolClosedError(this.name);
     const message = error instanceof Error ? error.message : '';
     const timedOut = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT;

@@ -53,6 +53,10 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
   if (options.replicas !== undefined && !(Array.isArray(options.replicas) && options.replicas.every(isObject))) {
     fail('replicas', 'must be an array of replica connection options');
   }
+  const afterHangUp = options.queriesAfterHangUp;
+  if (afterHangUp !== undefined && afterHangUp !== 'refuse' && afterHangUp !== 'run') {
+    fail('queriesAfterHangUp', `must be 'refuse' or 'run', got ${String(afterHangUp)}`);
+  }
   if (options.resetOnRelease !== undefined && (typeof options.resetOnRelease !== 'string' || !options.resetOnRelease.trim())) {
     fail('resetOnRelease', 'must be a non-empty SQL string');
   }

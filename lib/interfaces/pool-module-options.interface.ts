@@ -41,6 +41,16 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   maxLifetimeJitter?: number;
   /**
+   * What the queries of a request do once its HTTP client has hung up. Its
+   * running query is cancelled either way. `'refuse'` (the default): later
+   * ones fail with `RequestAbandonedError`, as work under a cancelled Go
+   * request context does, so a departed client costs the database nothing
+   * more. `'run'`: they run on clients of their own, as queries outside any
+   * request do, so a handler (or work it started without awaiting) can
+   * finish. Work of a request that ended normally always runs.
+   */
+  queriesAfterHangUp?: 'refuse' | 'run';
+  /**
    * The datasource runs behind a pooler in transaction mode (PgBouncer
    * `pool_mode = transaction`): statements that need a server session of
    * their own (`SET`, `LISTEN`, session advisory locks, named prepared

@@ -13,7 +13,7 @@ import { OpenTransaction, type TransactionWork } from './transaction.js';
  * `options.retry` says).
  */
 export function runInTransaction<T>(datasource: Datasource, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
-  return inScope(async (scope) => {
+  return inScope(datasource, async (scope) => {
     const running = currentTransaction(datasource);
     if (running) {
       assertJoinable(datasource.name, running.settings, options);
@@ -34,7 +34,7 @@ export function runWithPropagation<T>(
   method: string,
   work: () => Promise<T>,
 ): Promise<T> {
-  return inScope(async () => {
+  return inScope(datasource, async () => {
     const running = currentTransaction(datasource);
     switch (options.propagation ?? 'required') {
       case 'required':
@@ -54,7 +54,7 @@ export function runWithPropagation<T>(
 
 /** A transaction on a client of its own, released when the transaction ends. */
 function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
-  return inScope((scope) =>
+  return inScope(datasource, (scope) =>
     withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(lease, scope, options, work))),
   );
 }
@@ -69,8 +69,13 @@ async function join<T>(running: OpenTransaction, options: TransactionOptions, wo
   }
 }
 
-/** Runs `work` in the current connection scope or, outside any, in one of its own. */
-function inScope<T>(work: (scope: ConnectionScope) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` in the current connection scope or, outside any or after its
+ * end, in one of its own (unless work of `datasource` after the end is
+ * refused: see ConnectionScope.refuseAfterEnd()).
+ */
+function inScope<T>(datasource: Datasource, work: (scope: ConnectionScope) => Promise<T>): Promise<T> {
   const scope = ConnectionScope.current();
-  return scope ? work(scope) : ConnectionScope.run(() => inScope(work));
+  if (scope !== undefined && !scope.isClosed) return work(scope);
+  return scope?.refuseAfterEnd(datasource) ?? ConnectionScope.run(() => inScope(datasource, work));
 }

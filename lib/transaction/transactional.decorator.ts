@@ -1,3 +1,4 @@
+import { quietIfAbandoned } from '../connection/connection-lease.js';
 import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
 import { runWithPropagation } from './run-transaction.js';
 import { validateTransactionalOptions } from './transaction-options.js';
@@ -38,9 +39,13 @@ export function Transactional(options: TransactionalOptions = {}): AsyncMethodDe
     const method = `${typeof target === 'function' ? target.name : target.constructor.name}.${String(key)}`;
     const original: unknown = descriptor.value;
     if (typeof original !== 'function') throw new TypeError(`@Transactional() goes on methods; ${method} is not one`);
-    const transactional = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
-      const registry = registryOf(this, method);
-      return runWithPropagation(registry.get(datasource), settings, method, async () => Reflect.apply(original, this, args) as unknown);
+    const run = async (self: unknown, args: unknown[]): Promise<unknown> => {
+      const registry = registryOf(self, method);
+      return runWithPropagation(registry.get(datasource), settings, method, async () => Reflect.apply(original, self, args) as unknown);
+    };
+    // Quiet when the request's client left: see RequestAbandonedError.
+    const transactional = function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      return quietIfAbandoned(run(this, args));
     };
     // Decorators applied before this one (route, guard, pipe metadata) put their metadata on the original function.
     for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {

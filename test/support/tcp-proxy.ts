@@ -17,6 +17,8 @@ export type ProxyMode = 'forward' | 'hold-responses' | 'blackhole' | 'refuse';
 interface Link {
   readonly client: Socket;
   upstream?: Socket;
+  /** What holdingReadyForQuery() keeps of the server's stream between chunks. */
+  fromServer?: { rest: Buffer; afterError: boolean };
 }
 
 // A PostgreSQL CancelRequest: 16 bytes, its length then this code (protocol "CancelRequest").
@@ -37,6 +39,7 @@ export class TcpProxy {
   /** Added to each chunk, each way, while forwarding. */
   delayMillis = 0;
   private readyForQueryHold: { held: () => void; messages: Array<{ to: Socket; message: Buffer }> } | undefined;
+  private cancelHold: { held: () => void; requests: Array<{ link: Link; request: Buffer }> } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -119,6 +122,32 @@ export class TcpProxy {
     };
   }
 
+  /**
+   * From now on, CancelRequests are held: their connection stays open and
+   * nothing reaches the server until `release()` passes them on (the server
+   * then acts on them and closes their connection), or `drop()` closes their
+   * connections unsent. `held` resolves once one is held.
+   */
+  holdCancelRequests(): { held: Promise<void>; release: () => void; drop: () => void } {
+    let held!: () => void;
+    const heldOne = new Promise<void>((resolve) => (held = resolve));
+    const hold = { held, requests: [] as Array<{ link: Link; request: Buffer }> };
+    this.cancelHold = hold;
+    const stopHolding = (): Array<{ link: Link; request: Buffer }> => {
+      if (this.cancelHold === hold) this.cancelHold = undefined;
+      return hold.requests.splice(0);
+    };
+    return {
+      held: heldOne,
+      release: () => {
+        for (const { link, request } of stopHolding()) if (link.upstream && !link.upstream.destroyed) link.upstream.write(request);
+      },
+      drop: () => {
+        for (const { link } of stopHolding()) this.drop(link);
+      },
+    };
+  }
+
   /** Resolves when the next CancelRequest passes through the proxy to the server. */
   nextCancelRequest(): Promise<void> {
     return new Promise((resolve) => this.cancelWaiters.push(resolve));
@@ -155,33 +184,50 @@ export class TcpProxy {
     link.client.once('data', (first: Buffer) => {
       if (isCancelRequest(first)) for (const resolve of this.cancelWaiters.splice(0)) resolve();
     });
-    this.forward(link, link.client, upstream);
-    this.forward(link, upstream, link.client, (chunk) => this.holdingReadyForQuery(chunk, link.client));
+    this.forward(link, link.client, upstream, (chunk) => this.holdingCancelRequest(chunk, link));
+    this.forward(link, upstream, link.client, (chunk) => this.holdingReadyForQuery(chunk, link));
   }
 
   /**
    * What of a chunk from the server passes now, the rest held (see
-   * holdReadyForQueryAfterError). Messages are split out of each chunk: the
-   * server sends an ErrorResponse and its ReadyForQuery in one write (whole
-   * messages in a chunk: enough for the short answers this is used with).
+   * holdReadyForQueryAfterError). Messages are split out of the stream,
+   * which may cut them anywhere (PgBouncer passes an ErrorResponse and its
+   * ReadyForQuery on in separate writes): `link.fromServer` keeps the part
+   * of a message still to come and whether the last one was an error.
    */
-  private holdingReadyForQuery(chunk: Buffer, to: Socket): Buffer {
+  private holdingReadyForQuery(received: Buffer, link: Link): Buffer {
     const hold = this.readyForQueryHold;
-    if (!hold) return chunk;
+    const state = (link.fromServer ??= { rest: Buffer.alloc(0), afterError: false });
+    if (!hold) {
+      state.rest = Buffer.alloc(0);
+      return received;
+    }
+    const chunk = Buffer.concat([state.rest, received]);
     const passing: Buffer[] = [];
-    let afterError = false;
-    for (let offset = 0; offset + 5 <= chunk.length; ) {
+    let offset = 0;
+    while (offset + 5 <= chunk.length) {
       const end = offset + 1 + chunk.readInt32BE(offset + 1);
+      if (end > chunk.length) break;
       const message = chunk.subarray(offset, end);
       const type = String.fromCharCode(chunk[offset]);
-      if (type === 'Z' && afterError) {
-        hold.messages.push({ to, message });
+      if (type === 'Z' && state.afterError) {
+        hold.messages.push({ to: link.client, message });
         hold.held();
       } else passing.push(message);
-      afterError = type === 'E';
+      state.afterError = type === 'E';
       offset = end;
     }
+    state.rest = chunk.subarray(offset);
     return Buffer.concat(passing);
+  }
+
+  /** What of a chunk from a client passes now: nothing, if it is a CancelRequest to hold (see holdCancelRequests). */
+  private holdingCancelRequest(chunk: Buffer, link: Link): Buffer {
+    const hold = this.cancelHold;
+    if (!hold || !isCancelRequest(chunk)) return chunk;
+    hold.requests.push({ link, request: chunk });
+    hold.held();
+    return Buffer.alloc(0);
   }
 
   /**
