@@ -13,6 +13,7 @@ import { HealthController } from './health/health.controller.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { NotesController } from './notes/notes.controller.js';
 import { NotesService } from './notes/notes.service.js';
+import { SlowController } from './slow/slow.controller.js';
 
 const APPLICATION_NAME = 'nestjs-pg-pool-sample';
 
@@ -30,7 +31,7 @@ export class AppModule {
         TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
         PoolMetricsModule.forRoot({ registry }),
       ],
-      controllers: [NotesController, AuditController, HealthController, MetricsController],
+      controllers: [NotesController, AuditController, HealthController, MetricsController, SlowController],
       providers: [NotesService, AuditService, PoolHealthIndicator, { provide: Registry, useValue: registry }],
     };
   }

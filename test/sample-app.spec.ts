@@ -3,7 +3,8 @@ import supertest from 'supertest';
 import { getConnectionToken, getPoolToken, PoolConnection } from '../lib/index.js';
 import { createSampleApp, type SampleApp } from '../sample-app/sample-app.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
-import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
+import { adminQuery, backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { requestToHangUp } from './support/http-app.js';
 import { CapturingLogger } from './support/capturing-logger.js';
 import { holdClient } from './support/hold-client.js';
 import { parseExposition } from './support/prometheus.js';
@@ -70,6 +71,24 @@ describe('sample app on a PostgreSQL server', () => {
       expect(body.details[name]).toMatchObject({ status: 'up', responseTime: expect.any(Number) });
       expect(body.details[`${name}_pool`]).toMatchObject({ status: 'up', inUse: 0, waiting: 0 });
     }
+  });
+
+  it('stays quiet when a client hangs up on a slow request: its query is cancelled, nothing is logged', async () => {
+    const pool = sample.app.get<Pool>(getPoolToken());
+    const logged = logger.messages.length;
+    const request = await requestToHangUp(sample.app, '/slow/5');
+    await waitFor(
+      async () => ((await backendStates(db.name)).some((b) => b.state === 'active' && b.query.includes('pg_sleep')) ? true : undefined),
+      'the slow query to run',
+    );
+    request.hangUp();
+    await waitFor(
+      async () => ((await backendStates(db.name)).some((b) => b.state === 'active' && b.query.includes('pg_sleep')) ? undefined : true),
+      'the slow query to be cancelled',
+    );
+    await waitFor(async () => (pool.totalCount === pool.idleCount ? true : undefined), 'the connection to be back');
+    expect(logger.messages.slice(logged)).toEqual([]);
+    expect(logger.errors).toEqual([]);
   });
 
   it('serves live /metrics: a held connection shows as active', async () => {

@@ -84,7 +84,11 @@ function unexpectedKinds(outcomes: readonly Outcome[], allowed: string[]): Recor
   return tally(outcomes.filter((o) => !allowed.includes(o.kind)));
 }
 
-afterAll(() => figures.printTotals());
+const logLines: string[] = [];
+afterAll(() => {
+  figures.printTotals();
+  for (const line of logLines) process.stdout.write(`[faults] log: ${line}\n`);
+});
 
 describe('database restart under load (own cluster)', () => {
   let cluster: PgCluster;
@@ -119,6 +123,13 @@ describe('database restart under load (own cluster)', () => {
       await conclude(`restart (${mode})`, app, outcomes, cluster.options(), applicationName, bound);
       expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
       await expectRowsConsistent(cluster.options('faults'), mode, outcomes);
+      // The log tells the outage once, not once per refused request: no stack per 503.
+      expect(app.logged(/ExceptionsHandler/)).toEqual([]);
+      expect(app.logged(/ERROR/)).toEqual([expect.stringMatching(/Datasource "default": is unreachable/)]);
+      expect(app.logged(/serves again after \d+ ms unreachable; \d+ connection request\(s\) were refused meanwhile/)).toHaveLength(1);
+      // The rest: a warning per connection the outage broke, at most, and the one that it is over.
+      expect(app.logged(/WARN/).length).toBeLessThanOrEqual(2 * 5 + 1);
+      logLines.push(`restart (${mode}): ${outcomes.filter(failed).length} failed requests, ${app.output.length} log lines`);
     } finally {
       await app.kill();
     }
@@ -226,6 +237,50 @@ describe('network faults (TCP proxy to the shared server)', () => {
     } finally {
       await app.kill();
     }
+  });
+});
+
+describe('work a request leaves behind', () => {
+  let db: TestDatabase;
+  let app: AppProcess;
+  const applicationName = 'npp-faults-left-behind';
+  beforeAll(async () => {
+    db = await createTestDatabase('faults_left_behind');
+    await queryOnce(db.options, HITS_TABLE);
+    app = await AppProcess.start({ pool: { ...db.options, application_name: applicationName, max: 3 } });
+  });
+  afterAll(async () => {
+    await app?.kill();
+    await db?.drop();
+  });
+
+  it('a write started without await after the answer lands, and the process lives', async () => {
+    const tokens = Array.from({ length: 20 }, (_, i) => `later-${i}`);
+    const outcomes = await Promise.all(tokens.map((token) => send(app.port, `/later/${token}`, { boundMillis: 5000 })));
+    expect(outcomes.map((o) => o.body)).toEqual(tokens.map(() => 'accepted'));
+    await waitFor(async () => {
+      const { rows } = await queryOnce<{ n: number }>(db.options, "SELECT count(*)::int AS n FROM hits WHERE token LIKE 'later-%'");
+      return rows[0].n === tokens.length ? true : undefined;
+    }, 'every late write to land');
+    const leaked = await leakedClients(app);
+    figures.record('fire-and-forget writes', outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+    expect(leaked).toBe(0);
+    expect(app.crashed).toBe(false);
+  });
+
+  it('hang-ups in the middle of transactions: queries cancelled, nothing committed, nothing logged', async () => {
+    const logged = app.output.length;
+    const outcomes = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => send(app.port, `/slow/2000/hangup-${i}`, { boundMillis: 5000, abortAfterMillis: 300 })),
+    );
+    expect(outcomes.map((o) => o.kind)).toEqual(Array(6).fill('aborted'));
+    const leaked = await leakedClients(app);
+    figures.record('hang-ups', outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+    expect(leaked).toBe(0);
+    expect(app.crashed).toBe(false);
+    const { rows } = await queryOnce<{ n: number }>(db.options, "SELECT count(*)::int AS n FROM hits WHERE token LIKE 'hangup-%'");
+    expect(rows[0].n).toBe(0);
+    expect(app.output.slice(logged)).toEqual([]);
   });
 });
 

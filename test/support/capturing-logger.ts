@@ -13,6 +13,8 @@ interface Waiter {
  */
 export class CapturingLogger implements LoggerService {
   readonly messages: string[] = [];
+  /** The messages logged at error level. */
+  readonly errors: string[] = [];
   private readonly waiters = new Set<Waiter>();
 
   log(message: unknown): void {
@@ -20,7 +22,7 @@ export class CapturingLogger implements LoggerService {
   }
   /** Kept with what follows the message (stack, context), so that a search for a secret sees them too. */
   error(message: unknown, ...details: unknown[]): void {
-    this.record(message, details);
+    this.errors.push(this.record(message, details));
   }
   warn(message: unknown): void {
     this.record(message);
@@ -51,7 +53,7 @@ export class CapturingLogger implements LoggerService {
     return new Promise((resolve) => this.waiters.add({ matches: (message) => pattern.test(message), resolve }));
   }
 
-  private record(message: unknown, details: unknown[] = []): void {
+  private record(message: unknown, details: unknown[] = []): string {
     const text = [message, ...details].filter((part) => part !== undefined).map(textOf).join('\n');
     this.messages.push(text);
     for (const waiter of this.waiters) {
@@ -59,6 +61,7 @@ export class CapturingLogger implements LoggerService {
       this.waiters.delete(waiter);
       waiter.resolve(text);
     }
+    return text;
   }
 }
 
