@@ -145,16 +145,24 @@ export class ConnectionFailedError extends PoolError {
 }
 
 /**
- * `getClient()` was called, or its client came, after its connection scope
- * had ended: nothing would hand that raw client back. (Queries after the end
- * run on clients of their own instead.)
+ * Work came after its connection scope had ended that cannot run safely
+ * there: a raw client from `getClient()` (nothing would hand it back), or a
+ * statement of a transaction opened with a raw `BEGIN` that the end cut
+ * (rolled back). Other queries after the end run on clients of their own.
  */
 export class ConnectionScopeClosedError extends PoolError {
-  constructor(readonly datasource: string) {
+  constructor(
+    readonly datasource: string,
+    /** 'in a transaction': the end rolled back a transaction the work belonged to. */
+    readonly state?: 'in a transaction',
+  ) {
     super(
-      `The connection scope for datasource "${datasource}" has ended (request finished), so a raw client from ` +
-        'getClient() would have nobody to release it; work that outlives its request must open a scope of its own ' +
-        'with ConnectionScope.run()',
+      state
+        ? `The connection scope for datasource "${datasource}" ended with a transaction open on its connection, which ` +
+            'was rolled back; the statements that came after it would run outside it, and are refused'
+        : `The connection scope for datasource "${datasource}" has ended (request finished), so a raw client from ` +
+            'getClient() would have nobody to release it; work that outlives its request must open a scope of its own ' +
+            'with ConnectionScope.run()',
     );
   }
 }
@@ -162,11 +170,12 @@ export class ConnectionScopeClosedError extends PoolError {
 /**
  * The HTTP client of the request hung up: the query its handler was running
  * was cancelled (`cause` is the server's 57014), or work asked for after the
- * hang-up was refused (`queriesAfterHangUp: 'refuse'`, the default). Shaped
- * like an http-errors error with status 499 (client closed request), which
- * Nest answers if it still can, without logging it. A promise the module
- * rejects with it never counts as an unhandled rejection: it often lands in
- * work nobody awaits any more.
+ * hang-up was refused (`queriesAfterHangUp: 'refuse'`). Shaped like an
+ * http-errors error with status 499 (client closed request), which Nest
+ * answers if it still can, without logging it. A promise the module rejects
+ * with it never counts as an unhandled rejection (it often lands in work
+ * nobody awaits any more); a promise the application makes of it, such as
+ * an async function's, is the application's to handle.
  */
 export class RequestAbandonedError extends QuietPoolError {
   readonly statusCode = 499;

@@ -1,7 +1,19 @@
 import { Controller, Get, Param, type INestApplication } from '@nestjs/common';
+import type { Server } from 'node:http';
 import type { Pool } from 'pg';
 import supertest, { type Response } from 'supertest';
-import { getPoolToken, InjectConnection, PoolConnection, PoolModule, RequestAbandonedError, type PoolModuleOptions } from '../lib/index.js';
+import {
+  getConnectionToken,
+  getPoolToken,
+  InjectConnection,
+  PoolConnection,
+  PoolModule,
+  RequestAbandonedError,
+  type PoolModuleOptions,
+} from '../lib/index.js';
+import { CapturingLogger } from './support/capturing-logger.js';
+import { holdClient } from './support/hold-client.js';
+import { expectNoOpenTransaction } from './support/transactions.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { createHttpApp, requestToHangUp } from './support/http-app.js';
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
@@ -266,4 +278,149 @@ describe('hang-ups swept around the end of short queries', () => {
     // The sweep must have hit the running query: otherwise it proved nothing.
     expect(outcomes.counts.get('cancelled') ?? 0).toBeGreaterThan(SWEEP_ROUNDS / 20);
   }, 300_000);
+});
+
+/** What a handler whose client hung up met: its running query, then the work it went on with. */
+interface AfterHangUp {
+  cancelled: unknown;
+  later: unknown;
+  transaction: unknown;
+}
+
+@Controller('after')
+class AfterHangUpController {
+  attempts = 0;
+
+  constructor(
+    @InjectConnection() private readonly connection: PoolConnection,
+    private readonly probe: Probe,
+  ) {}
+
+  /** Sleeps until the client hangs up, then goes on with a query and a transaction, as a handler that caught the error would. */
+  @Get('hang-up')
+  async hangUp(): Promise<string> {
+    const outcome: Partial<AfterHangUp> = {};
+    this.probe.held.resolve(await this.pid());
+    outcome.cancelled = await this.connection.query('SELECT pg_sleep(30)').catch((error: unknown) => error);
+    outcome.later = await this.pid().catch((error: unknown) => error);
+    outcome.transaction = await this.connection.transaction(() => this.pid()).catch((error: unknown) => error);
+    this.probe.outcome.resolve(outcome);
+    return 'finished';
+  }
+
+  /** A serializable transaction whose first attempt fails with 40001 and waits at the gate before it lets the failure out. */
+  @Get('retry')
+  retry(): Promise<number> {
+    return this.probe.follow(() =>
+      this.connection.transaction(
+        async () => {
+          this.attempts++;
+          await this.connection.query("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$").catch(async (error: unknown) => {
+            this.probe.held.resolve(this.attempts);
+            await this.probe.gate.promise;
+            throw error;
+          });
+          return this.attempts;
+        },
+        { retry: { maxRetries: 3, initialDelayMs: 1, maxDelayMs: 1 } },
+      ),
+    );
+  }
+
+  /** Waits for the pool's one client (held by the test), then queries. */
+  @Get('waiting')
+  waiting(): Promise<number> {
+    return this.probe.follow(() => this.pid());
+  }
+
+  private async pid(): Promise<number> {
+    return (await this.connection.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  }
+}
+
+/** HTTP connections open to `app`'s server. */
+function openConnections(app: INestApplication): Promise<number> {
+  const server = app.getHttpServer() as Server;
+  return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+}
+
+describe.each(['refuse', 'run'] as const)('a handler whose client hung up (queriesAfterHangUp: %s)', (policy) => {
+  let db: TestDatabase;
+  let app: INestApplication;
+  let pool: Pool;
+  let controller: AfterHangUpController;
+  const probe = new Probe();
+  const logger = new CapturingLogger();
+
+  beforeAll(async () => {
+    db = await createTestDatabase('after_hang_up');
+    app = await createHttpApp(
+      {
+        imports: [PoolModule.forRoot({ ...db.options, max: 1, queriesAfterHangUp: policy })],
+        controllers: [AfterHangUpController],
+        providers: [{ provide: Probe, useValue: probe }],
+      },
+      'express',
+    );
+    app.useLogger(logger);
+    pool = app.get<Pool>(getPoolToken());
+    controller = app.get(AfterHangUpController);
+  });
+
+  afterEach(async () => {
+    await waitFor(async () => (pool.totalCount === pool.idleCount && pool.waitingCount === 0 ? true : undefined), 'every client back');
+    await expectNoOpenTransaction(pool, db.name);
+    expect(logger.errors.splice(0)).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it(`has its running query cancelled, and its later work ${policy === 'refuse' ? 'refused' : 'run on clients of its own'}`, async () => {
+    probe.reset();
+    const request = await requestToHangUp(app, '/after/hang-up');
+    const pid = await probe.held.promise;
+    await waitFor(async () => ((await running(db.name, 'pg_sleep')) ? true : undefined), 'the query to run');
+    request.hangUp();
+    const outcome = (await probe.outcome.promise) as AfterHangUp;
+    expect(outcome.cancelled).toBeInstanceOf(RequestAbandonedError);
+    expect((outcome.cancelled as RequestAbandonedError).cause).toMatchObject({ code: '57014' });
+    if (policy === 'refuse') {
+      expect(outcome.later).toBeInstanceOf(RequestAbandonedError);
+      expect(outcome.transaction).toBeInstanceOf(RequestAbandonedError);
+    } else {
+      // The pool's one client, back once the cancel was confirmed, borrowed again.
+      expect(outcome.later).toBe(pid);
+      expect(outcome.transaction).toBe(pid);
+    }
+  });
+
+  it('makes no further attempt of a transaction the hang-up cut, whose retry races it', async () => {
+    probe.reset();
+    controller.attempts = 0;
+    const request = await requestToHangUp(app, '/after/retry');
+    expect(await probe.held.promise).toBe(1);
+    request.hangUp();
+    // The scope is aborted once its client went back (the failed transaction rolled back).
+    await waitFor(async () => (pool.totalCount === pool.idleCount ? true : undefined), 'the client to be back');
+    probe.gate.resolve();
+    // Either way: a retry would run the transaction's work again for a client that left.
+    expect(await probe.outcome.promise).toBeInstanceOf(RequestAbandonedError);
+    expect(controller.attempts).toBe(1);
+  });
+
+  it('hands back at once the client that comes after its request was abandoned', async () => {
+    const held = await holdClient(app.get<PoolConnection>(getConnectionToken()));
+    probe.reset();
+    const request = await requestToHangUp(app, '/after/waiting');
+    await waitFor(async () => (pool.waitingCount === 1 ? true : undefined), 'the request to wait for the client');
+    request.hangUp();
+    await waitFor(async () => ((await openConnections(app)) === 0 ? true : undefined), 'the server to see the hang-up');
+    await held.release();
+    const outcome = await probe.outcome.promise;
+    if (policy === 'refuse') expect(outcome).toBeInstanceOf(RequestAbandonedError);
+    else expect(outcome).toBe(held.pid);
+  });
 });

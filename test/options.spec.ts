@@ -33,6 +33,7 @@ describe('invalid options fail at bootstrap with a typed error', () => {
     ['a negative statement timeout', { statement_timeout: -5 }, 'statement_timeout'],
     ['a negative drain timeout', { drainTimeoutMillis: -1 }, 'drainTimeoutMillis'],
     ['an empty name', { name: '' }, 'name'],
+    ['an unknown hang-up policy', { queriesAfterHangUp: 'ignore' as 'run' }, 'queriesAfterHangUp'],
   ])('%s', async (_case, options, option) => {
     const failure = bootstrap([PoolModule.forRoot({ ...serverConfig(), ...options })]);
     await expect(failure).rejects.toBeInstanceOf(InvalidPoolOptionsError);

@@ -13,7 +13,8 @@ import {
 } from '../lib/index.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { CapturingLogger } from './support/capturing-logger.js';
-import { holdClient } from './support/hold-client.js';
+import { Deferred } from './support/deferred.js';
+import { holdClient, holdClients } from './support/hold-client.js';
 
 const PID = 'SELECT pg_backend_pid() AS pid';
 
@@ -99,6 +100,46 @@ describe('outside a request', () => {
     const notes = logger.matching(/came after its request had ended/);
     expect(notes).toHaveLength(2);
     for (const note of notes) expect(note).toMatch(/outside-scope\.spec\.ts:\d+/);
+  });
+
+  it('lets a transaction that work not awaited by the scope runs on its client finish before the client goes back', async () => {
+    const gate = new Deferred();
+    let late: Promise<number> = Promise.resolve(0);
+    let scopePid = 0;
+    await ConnectionScope.run(async () => {
+      scopePid = (await connection.query<{ pid: number }>(PID)).rows[0].pid;
+      late = connection.transaction(async () => {
+        await gate.promise;
+        await connection.query('CREATE TABLE outlived (n int)');
+        return (await connection.query<{ pid: number }>(PID)).rows[0].pid;
+      });
+    });
+    expect(checkedOut()).toBe(1);
+    gate.resolve();
+    expect(await late).toBe(scopePid);
+    await waitFor(async () => (checkedOut() === 0 ? true : undefined), 'the client to be back');
+    expect((await pool.query("SELECT to_regclass('outlived') IS NOT NULL AS exists")).rows[0].exists).toBe(true);
+  });
+
+  it('refuses the statements after the end of a transaction opened with a raw BEGIN, which the end rolled back', async () => {
+    let late: Promise<unknown> = Promise.resolve();
+    await ConnectionScope.run(async () => {
+      await connection.query('BEGIN');
+      late = new Promise((resolve) => setImmediate(resolve)).then(() => connection.query('CREATE TABLE never_created (n int)'));
+    });
+    await expect(late).rejects.toBeInstanceOf(ConnectionScopeClosedError);
+    await expect(late).rejects.toMatchObject({ state: 'in a transaction' });
+    await waitFor(async () => (checkedOut() === 0 ? true : undefined), 'the client to be back');
+    expect((await pool.query("SELECT to_regclass('never_created') IS NULL AS absent")).rows[0].absent).toBe(true);
+  });
+
+  it('runs a transaction asked for before its scope ended, whose client came after, in a scope of its own', async () => {
+    const held = await holdClients(connection, 4);
+    let late: Promise<number> = Promise.resolve(0);
+    await ConnectionScope.run(() => void (late = connection.transaction(async () => (await connection.query<{ pid: number }>(PID)).rows[0].pid)));
+    await held.release();
+    expect(held.pids).toContain(await late);
+    expect(checkedOut()).toBe(0);
   });
 
   it('runs a query asked for before its scope ended, whose client came after', async () => {

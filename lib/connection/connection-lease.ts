@@ -87,6 +87,8 @@ function ignore(): void {}
 export class ConnectionLease {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
+  /** @internal Told when the client goes back with a transaction open (the scope slot that holds it). */
+  owner: { transactionCut(): void } | undefined = undefined;
   /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
   transactionTurns: Turns | undefined = undefined;
   private running = 0;
@@ -234,8 +236,7 @@ export class ConnectionLease {
       this.cancelling = undefined;
       if (settled) return this.handBackWhenDone();
       this.brokenBy ??= new PoolError('the server did not confirm a cancel request in time');
-      this.returning = true;
-      this.giveBack();
+      this.handBack();
     });
   }
 
@@ -295,6 +296,7 @@ export class ConnectionLease {
   private handBack(): void {
     if (this.returning) return;
     this.returning = true;
+    if (isInTransaction(this.client)) this.owner?.transactionCut();
     const reset = this.datasource.options.resetOnRelease;
     if (!this.brokenBy && (reset || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
     else this.giveBack();

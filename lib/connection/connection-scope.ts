@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { Datasource, LeaseRecipient } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError, PoolUnavailableError, RequestAbandonedError } from '../pool.errors.js';
+import { ConnectionScopeClosedError, PoolUnavailableError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
 import type { OpenTransaction } from '../transaction/transaction.js';
 import { quietly, withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
 import { noteLateQuery } from './late-query.js';
@@ -60,6 +60,7 @@ class LeaseSlot implements LeaseRecipient {
 
   received(lease: ConnectionLease): void {
     this.lease = lease;
+    lease.owner = this;
     const { scope } = this;
     // The scope ended while the client was on its way. Its requester gone,
     // the queries are refused (unless the datasource lets them run, see
@@ -73,6 +74,11 @@ class LeaseSlot implements LeaseRecipient {
     }
     this.flush(undefined, lease);
     if (scope.isClosed) lease.release();
+  }
+
+  /** The client went back with a transaction open, rolled back: after the scope's end, see ConnectionScope.refusalAfterEnd(). */
+  transactionCut(): void {
+    if (this.scope.isClosed) this.scope.cutTransaction(this.datasource);
   }
 
   refused(error: Error): void {
@@ -121,6 +127,8 @@ export class ConnectionScope implements ScopeContext {
   private others: Map<Datasource, LeaseSlot> | undefined = undefined;
   private closed = false;
   private aborted = false;
+  /** Datasources whose client went back after the end with a transaction open (rolled back). */
+  private cutTransactions: Datasource[] | undefined = undefined;
   // Both let go of when the scope ends (see end()).
   private holder: ScopeHolder | undefined;
   private httpResponse: ServerResponse | undefined;
@@ -268,12 +276,23 @@ export class ConnectionScope implements ScopeContext {
 
   /**
    * @internal Why work of this ended scope on `datasource` is refused, if it
-   * is: the requester hung up, and the datasource does not let the
-   * abandoned request's work go on (`queriesAfterHangUp`, default 'refuse').
+   * is: its client went back with a transaction open (a raw `BEGIN` that
+   * outlived the request, or one cut by a hang-up), or the requester hung up
+   * and the datasource refuses the abandoned request's work
+   * (`queriesAfterHangUp: 'refuse'`).
    */
-  refusalAfterEnd(datasource: Datasource): RequestAbandonedError | undefined {
-    if (!this.aborted || datasource.options.queriesAfterHangUp === 'run') return undefined;
+  refusalAfterEnd(datasource: Datasource): PoolError | undefined {
+    // Its statements would run outside the transaction they were written for, each committed on its own.
+    if (this.cutTransactions?.includes(datasource)) {
+      return this.aborted ? new RequestAbandonedError(datasource.name) : new ConnectionScopeClosedError(datasource.name, 'in a transaction');
+    }
+    if (!this.aborted || datasource.options.queriesAfterHangUp !== 'refuse') return undefined;
     return new RequestAbandonedError(datasource.name);
+  }
+
+  /** @internal See LeaseSlot.transactionCut(). */
+  cutTransaction(datasource: Datasource): void {
+    (this.cutTransactions ??= []).push(datasource);
   }
 
   /**
@@ -334,7 +353,18 @@ export class ConnectionScope implements ScopeContext {
     // request's objects alive into the old generation, which cost more GC
     // than all of the module's work per request.
     this.first = this.others = this.holder = this.httpResponse = undefined;
-    first?.lease?.release(cancel);
-    if (others) for (const slot of others.values()) slot.lease?.release(cancel);
+    if (first?.lease) releaseAtEnd(first.lease, cancel);
+    if (others) for (const slot of others.values()) if (slot.lease) releaseAtEnd(slot.lease, cancel);
   }
+}
+
+/**
+ * A client goes back at its scope's end once its running query ends; a
+ * transaction of the module's own (`connection.transaction()`,
+ * `@Transactional()`) that work not awaited by the request still runs on it
+ * finishes first, unless the requester hung up.
+ */
+function releaseAtEnd(lease: ConnectionLease, cancel: boolean): void {
+  if (cancel || !lease.inTransactions) return lease.release(cancel);
+  void lease.outsideTransactions().then(() => lease.release());
 }

@@ -41,13 +41,15 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   maxLifetimeJitter?: number;
   /**
-   * What the queries of a request do once its HTTP client has hung up. Its
-   * running query is cancelled either way. `'refuse'` (the default): later
-   * ones fail with `RequestAbandonedError`, as work under a cancelled Go
-   * request context does, so a departed client costs the database nothing
-   * more. `'run'`: they run on clients of their own, as queries outside any
-   * request do, so a handler (or work it started without awaiting) can
-   * finish. Work of a request that ended normally always runs.
+   * What the work of a request does once its HTTP client has hung up. Its
+   * running query is cancelled either way. `'run'` (the default): later
+   * queries and transactions run on clients of their own, as work outside
+   * any request does, so a handler, and work it started without awaiting it
+   * (an audit write, an event listener), can finish as it would with a plain
+   * `pg.Pool`. `'refuse'`: they fail with `RequestAbandonedError`, as work
+   * under a cancelled Go request context does, so a departed client costs
+   * the database nothing more. Work of a request that ended normally always
+   * runs.
    */
   queriesAfterHangUp?: 'refuse' | 'run';
   /**

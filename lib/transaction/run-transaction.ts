@@ -13,18 +13,25 @@ import { OpenTransaction, type TransactionWork } from './transaction.js';
  * `options.retry` says).
  */
 export function runInTransaction<T>(datasource: Datasource, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
-  return inScope(datasource, async (scope) => {
+  return inScope(datasource, async () => {
     const running = currentTransaction(datasource);
     if (running) {
       assertJoinable(datasource.name, running.settings, options);
       return running.nest(work);
     }
-    return withRetries(options.retry, async () => {
-      // Asked for on each attempt: a client whose rollback failed was closed and is replaced.
-      const lease = await scope.lease(datasource);
-      return transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
-    });
+    // Each attempt in the scope as it is then: one that ended meanwhile (its
+    // client hung up) gives its retries a scope of their own, or refuses them.
+    return withRetries(options.retry, () => inScope(datasource, (scope) => attempt(datasource, scope, options, work)));
   });
+}
+
+/** One attempt of a transaction on `scope`'s client of `datasource`. */
+async function attempt<T>(datasource: Datasource, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
+  // Asked for on each attempt: a client whose rollback failed was closed and is replaced.
+  const lease = await scope.lease(datasource);
+  // The scope ended while its client was on its way, which went back: the attempt goes where work after the end goes.
+  if (lease.isReleased) return inScope(datasource, (next) => attempt(datasource, next, options, work));
+  return transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
 }
 
 /** `@Transactional()`: relates the call to the transaction running on `datasource` as its propagation says. */

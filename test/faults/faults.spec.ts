@@ -284,6 +284,38 @@ describe('work a request leaves behind', () => {
   });
 });
 
+describe.each(['run', 'refuse'] as const)('a write left un-awaited by a request whose client hung up (queriesAfterHangUp: %s)', (policy) => {
+  let db: TestDatabase;
+  let app: AppProcess;
+  const applicationName = `npp-faults-abandon-${policy}`;
+  beforeAll(async () => {
+    db = await createTestDatabase('faults_abandon');
+    await queryOnce(db.options, HITS_TABLE);
+    app = await AppProcess.start({ pool: { ...db.options, application_name: applicationName, max: 3, queriesAfterHangUp: policy } });
+  });
+  afterAll(async () => {
+    await app?.kill();
+    await db?.drop();
+  });
+
+  it(`${policy === 'run' ? 'lands' : 'is refused'}; the process lives and logs nothing`, async () => {
+    const logged = app.output.length;
+    const tokens = Array.from({ length: 5 }, (_, i) => `abandon-${policy}-${i}`);
+    const outcomes = await Promise.all(tokens.map((token) => send(app.port, `/abandon/${token}`, { boundMillis: 5000, abortAfterMillis: 200 })));
+    expect(outcomes.map((o) => o.kind)).toEqual(tokens.map(() => 'aborted'));
+    await waitFor(async () => ((await app.stats()).lateWritesDue === tokens.length ? true : undefined), 'every late write to have had its moment');
+    const stored = async (): Promise<number> =>
+      (await queryOnce<{ n: number }>(db.options, 'SELECT count(*)::int AS n FROM hits WHERE token LIKE $1', [`abandon-${policy}-%`])).rows[0].n;
+    if (policy === 'run') await waitFor(async () => ((await stored()) === tokens.length ? true : undefined), 'every late write to land');
+    else expect(await stored()).toBe(0);
+    const leaked = await leakedClients(app);
+    figures.record(`un-awaited writes after hang-ups (${policy})`, outcomes, { leaked, crashes: app.crashed ? 1 : 0 });
+    expect(leaked).toBe(0);
+    expect(app.crashed).toBe(false);
+    expect(app.output.slice(logged)).toEqual([]);
+  });
+});
+
 describe('graceful shutdown under load', () => {
   let db: TestDatabase;
   beforeAll(async () => {

@@ -37,6 +37,8 @@ export interface FaultAppStats {
   waiting: number;
   leased: number;
   connected: number;
+  /** /abandon requests whose un-awaited write has had its moment. */
+  lateWritesDue: number;
 }
 
 /**
@@ -52,6 +54,8 @@ function explain(error: unknown): never {
 
 @Controller()
 class FaultController {
+  private lateWritesDue = 0;
+
   constructor(
     @InjectConnection() private readonly connection: PoolConnection,
     @Inject(getDatasourceToken()) private readonly datasource: Datasource,
@@ -96,13 +100,28 @@ class FaultController {
     return 'accepted';
   }
 
+  /**
+   * Starts a write 400 ms later without awaiting it (a bare promise, left
+   * unhandled), then sleeps 5 s on the server: the client hangs up before.
+   * The query is cancelled; the write runs or is refused as
+   * `queriesAfterHangUp` says, and must never crash the process. 200 ms
+   * after the write, `lateWritesDue` counts it.
+   */
+  @Get('abandon/:token')
+  async abandon(@Param('token') token: string): Promise<string> {
+    setTimeout(() => void this.connection.query('INSERT INTO hits (token) VALUES ($1)', [token]), 400);
+    setTimeout(() => this.lateWritesDue++, 600);
+    await this.connection.query('SELECT pg_sleep(5)');
+    return token;
+  }
+
   @Get('__stats')
   stats(): FaultAppStats {
     const { total, idle, waiting } = this.datasource.counts();
     // The module's own count of open connections (it tells exhausted from
     // unreachable): read here only to check it never drifts from the pool's.
     const connected = this.datasource.stats.connectedCount();
-    return { total, idle, waiting, leased: this.datasource.leasedCount, connected };
+    return { total, idle, waiting, leased: this.datasource.leasedCount, connected, lateWritesDue: this.lateWritesDue };
   }
 }
 
