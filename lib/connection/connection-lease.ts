@@ -46,24 +46,21 @@ const QUERY_CANCELED = '57014';
  * keep that. A RequestAbandonedError leaves the promise quiet (see quietly()).
  */
 export function withCallerStack<T>(promise: Promise<T>): Promise<T> {
-  const settled: Promise<T> = promise.catch((error: unknown) => {
-    if (error instanceof Error) Error.captureStackTrace(error);
-    throw quietWhenAbandoned(error, settled);
-  });
-  return settled;
+  return passOnFailure(promise, true);
 }
 
 /** `promise`, quiet (see quietly()) if it rejects with a RequestAbandonedError. */
 export function quietIfAbandoned<T>(promise: Promise<T>): Promise<T> {
-  const settled: Promise<T> = promise.catch((error: unknown) => {
-    throw quietWhenAbandoned(error, settled);
-  });
-  return settled;
+  return passOnFailure(promise, false);
 }
 
-function quietWhenAbandoned(error: unknown, settled: Promise<unknown>): unknown {
-  if (error instanceof RequestAbandonedError) quietly(settled);
-  return error;
+function passOnFailure<T>(promise: Promise<T>, recaptureStack: boolean): Promise<T> {
+  const settled: Promise<T> = promise.catch((error: unknown) => {
+    if (recaptureStack && error instanceof Error) Error.captureStackTrace(error);
+    if (error instanceof RequestAbandonedError) quietly(settled);
+    throw error;
+  });
+  return settled;
 }
 
 /**

@@ -262,8 +262,9 @@ export class ConnectionScope implements ScopeContext {
 
   /**
    * @internal Work of `datasource` that comes after this scope ended (a
-   * missing `await`, a listener, fire-and-forget writes): a quiet rejection
-   * when it is refused (see `refusalAfterEnd()`); otherwise undefined, and
+   * missing `await`, a listener, fire-and-forget writes): a rejection
+   * marked handled when it is refused (see `refusalAfterEnd()`; such work is
+   * often awaited by nobody, see quietly()); otherwise undefined, and
    * the work runs as it would outside any scope, on clients of its own,
    * and its call site is noted once at debug level.
    */

@@ -34,16 +34,13 @@ export class AvailabilityLog {
     const kind = outageKindOf(refusal);
     if (kind === undefined) return;
     const outage = this.outage;
-    // An exhausted pool whose server then goes away is unreachable; not the other way round.
-    if (outage !== undefined && (outage.kind === kind || outage.kind === 'unreachable')) {
-      outage.refused++;
-      return;
-    }
-    if (outage !== undefined) {
-      outage.kind = kind;
-      outage.refused++;
-    } else {
+    if (outage === undefined) {
       this.outage = { kind, since: performance.now(), refused: 1 };
+    } else {
+      outage.refused++;
+      // An exhausted pool whose server then goes away is unreachable; not the other way round.
+      if (outage.kind === kind || outage.kind === 'unreachable') return;
+      outage.kind = kind;
     }
     if (kind === 'unreachable') this.error(`is unreachable; connections are refused with 503 until it answers: ${refusal.message}`);
     else this.warn(`is exhausted; connections are refused with 503 while it stays so: ${refusal.message}`);

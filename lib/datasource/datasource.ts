@@ -57,8 +57,8 @@ export class Datasource {
   /** The acquisitions waiting for a client, refused at once when the datasource closes. */
   private readonly waiting = new Set<LeaseRecipient>();
   private readonly availability = new AvailabilityLog(
-    (message) => this.logger.error(this.describe(message)),
-    (message) => this.logger.warn(this.describe(message)),
+    (message) => this.logger.error(this.prefixed(message)),
+    (message) => this.logger.warn(this.prefixed(message)),
   );
 
   constructor(
@@ -197,14 +197,14 @@ export class Datasource {
   }
 
   warn(message: string): void {
-    this.logger.warn(this.describe(message));
+    this.logger.warn(this.prefixed(message));
   }
 
   debug(message: string): void {
-    this.logger.debug(this.describe(message));
+    this.logger.debug(this.prefixed(message));
   }
 
-  private describe(message: string): string {
+  private prefixed(message: string): string {
     return `Datasource "${this.name}": ${this.redact(message)}`;
   }
 
