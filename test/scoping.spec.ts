@@ -2,7 +2,7 @@ import { Controller, Get, Injectable, InternalServerErrorException, Req, Res, ty
 import { Agent, type ServerResponse } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 import supertest from 'supertest';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule, RequestAbandonedError } from '../lib/index.js';
 import { backendStates, createTestDatabase, waitFor, waitForRunningQuery, type TestDatabase } from './support/database.js';
@@ -39,6 +39,19 @@ class ScopeController {
   async pids(): Promise<number[]> {
     const [a, b] = await Promise.all([this.first.pid(), this.second.pid()]);
     return [a, b, await this.first.pid(), await this.second.pid()];
+  }
+
+  /** Four queries at once, from both services, and three at once inside a transaction: each set one after another on the request's client. */
+  @Get('concurrent')
+  async concurrent(): Promise<{ pids: number[]; inTransaction: number[] }> {
+    const pids = await Promise.all([this.first.pid(), this.second.pid(), this.first.pid(), this.second.pid()]);
+    const inTransaction = await this.first.connection.transaction(async () => {
+      await this.first.connection.query('CREATE TEMP TABLE numbers (n int)');
+      await Promise.all([1, 2, 3].map((n) => this.first.connection.query('INSERT INTO numbers VALUES ($1)', [n])));
+      const { rows } = await this.first.connection.query<{ n: number }>('SELECT n FROM numbers ORDER BY n');
+      return rows.map((row) => row.n);
+    });
+    return { pids, inTransaction };
   }
 
   @Get('fail')
@@ -137,6 +150,25 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
     const { body } = await supertest(app.getHttpServer()).get('/pids').expect(200);
     expect(body).toHaveLength(4);
     expect(new Set(body).size).toBe(1);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it("runs a request's concurrent queries one after another on its client, never on a busy one", async () => {
+    // What pg 8 warns about (once per process) and pg 9 will refuse: query() on a client still running one.
+    const query = pg.Client.prototype.query;
+    let onBusyClient = 0;
+    pg.Client.prototype.query = function (this: pg.Client & { readyForQuery?: boolean }, ...args: unknown[]) {
+      if (this.readyForQuery === false) onBusyClient++;
+      return (query as (...args: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    try {
+      const { body } = await supertest(app.getHttpServer()).get('/concurrent').expect(200);
+      expect(new Set(body.pids).size).toBe(1);
+      expect(body.inTransaction).toEqual([1, 2, 3]);
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+    expect(onBusyClient).toBe(0);
     expect(checkedOut()).toBe(0);
   });
 

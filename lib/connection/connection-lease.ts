@@ -88,7 +88,10 @@ export class ConnectionLease {
   owner: { transactionCut(): void } | undefined = undefined;
   /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
   transactionTurns: Turns | undefined = undefined;
+  /** Queries sent or waiting for their turn. */
   private running = 0;
+  /** Queries waiting for the one on the connection to end; each is told whether it is refused instead. */
+  private waiting: Array<(refused: Error | undefined) => void> | undefined = undefined;
   private brokenBy: Error | undefined = undefined;
   private released = false;
   /** Released because nobody waits for its answers any more (`release(true)`, `destroy()`). */
@@ -164,7 +167,20 @@ export class ConnectionLease {
       if (releaseAfter) this.release();
       return done(refusal);
     }
-    this.running++;
+    // One query at a time: the others of the scope (a Promise.all) wait here,
+    // in order. node-postgres' own queue warns, and goes in pg 9.
+    if (++this.running > 1) {
+      (this.waiting ??= []).push((refused) => {
+        if (!refused) return this.dispatch(input, values, releaseAfter, done);
+        this.queryEnded(releaseAfter);
+        done(refused);
+      });
+      return;
+    }
+    this.dispatch(input, values, releaseAfter, done);
+  }
+
+  private dispatch<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, releaseAfter: boolean, done: QueryCallback<R>): void {
     try {
       // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
       this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
@@ -262,6 +278,9 @@ export class ConnectionLease {
   private queryEnded(releaseAfter: boolean): void {
     this.running--;
     if (releaseAfter) this.released = true;
+    const next = this.waiting?.shift();
+    // A query that waited its turn runs unless the connection broke or its request was abandoned meanwhile.
+    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.abandoned ? new RequestAbandonedError(this.datasource.name) : undefined);
     if (this.released) this.handBackWhenDone();
   }
 
