@@ -5,6 +5,7 @@ import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
+import { scopePlatformRequests } from './scope-initializers/platform-scoping.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
 /**
@@ -35,10 +36,11 @@ export class PoolCoreModule implements NestModule, OnModuleInit {
   // Nest calls configure() in HTTP applications only, last before it
   // registers the HTTP routes (gateways are already connected), and
   // onModuleInit() right after: the routes built in between serve requests
-  // the server scopes, and need no interceptor.
+  // the platform's extension points scope, and need no interceptor.
   configure(): void {
     const adapter = this.adapterHost.httpAdapter;
-    if (!adapter || !scopeHttpRequests(adapter.getHttpServer())) return;
+    if (!adapter || !scopePlatformRequests(adapter)) return;
+    scopeHttpRequests(adapter.getHttpServer());
     handBackOnAnswer(adapter);
     this.interceptor.coverHttpRoutes(true);
   }

@@ -16,10 +16,12 @@ import {
   type NestModule,
 } from '@nestjs/common';
 import { InterceptorsConsumer } from '@nestjs/core/interceptors/interceptors-consumer.js';
+import { createServer, type Server } from 'node:http';
 import type { Pool } from 'pg';
 import { lastValueFrom, type Observable } from 'rxjs';
 import supertest from 'supertest';
 import { ConnectionScope, ConnectionScopeInterceptor, getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
+import { isServerScoped } from '../lib/scope-initializers/connection-scope.http-server.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { ADAPTERS, createHttpApp } from './support/http-app.js';
 
@@ -49,8 +51,8 @@ class BodyController {
   constructor(private readonly service: PidService) {}
 
   @Post('body')
-  async body(@Body() input: { n: number }): Promise<{ n: number; pids: number[] }> {
-    return { n: input.n, pids: [await this.service.pid(), await this.service.pid()] };
+  async body(@Body() input: { n: number }): Promise<{ n: number; pids: number[]; scoped: boolean }> {
+    return { n: input.n, pids: [await this.service.pid(), await this.service.pid()], scoped: ConnectionScope.current() !== undefined };
   }
 }
 
@@ -159,6 +161,64 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
     const { body } = await supertest(app.getHttpServer()).get('/per-request').expect(200);
     expect(new Set(body).size).toBe(1);
     expect(checkedOut()).toBe(0);
+  });
+
+  it('opens the scopes of requests through the server at the server (the fast path, which relies on Nest attaching the platform before configure())', () => {
+    expect(isServerScoped(app.getHttpServer())).toBe(true);
+  });
+
+  describe(adapter === 'fastify' ? 'through app.inject()' : 'through the Express app handed to a server of its own', () => {
+    // What a serverless adapter does with the Express app; what Nest's docs test Fastify apps with.
+    let other: Server | undefined;
+    beforeAll(async () => {
+      if (adapter === 'fastify') return;
+      other = createServer(app.getHttpAdapter().getInstance());
+      await new Promise<void>((resolve) => other!.listen(0, '127.0.0.1', resolve));
+    });
+    afterAll(async () => {
+      if (other) await new Promise((resolve) => other!.close(resolve));
+    });
+
+    /** Sends a request past the application's own server; answers status and parsed body. */
+    async function bypassing(method: 'GET' | 'POST', url: string, payload?: object): Promise<{ status: number; body: unknown }> {
+      if (adapter === 'fastify') {
+        const fastify = app.getHttpAdapter().getInstance() as { inject(options: object): Promise<{ statusCode: number; json(): unknown }> };
+        const response = await fastify.inject({ method, url, payload });
+        return { status: response.statusCode, body: response.json() };
+      }
+      const response = method === 'POST' ? await supertest(other!).post(url).send(payload) : await supertest(other!).get(url);
+      return { status: response.status, body: response.body };
+    }
+
+    // Fastify's inject() loads light-my-request, which requires an ES module (cookie 2): Jest's module
+    // loader can only do that on Node 24.9 and later. CI runs the suite on Node 24 and 26 too.
+    const [major, minor] = process.versions.node.split('.').map(Number);
+    const loadable = adapter === 'express' || major > 24 || (major === 24 && minor >= 9);
+    if (!loadable) process.stdout.write(`[skipped] Fastify inject() path: Jest cannot load light-my-request on Node ${process.versions.node} (needs 24.9+)\n`);
+    (loadable ? it : it.skip)('keeps one client across a parsed body, a guard and a request-scoped controller, per request', async () => {
+      const [posted, ...guarded] = await Promise.all([
+        bypassing('POST', '/body', { n: 3 }),
+        bypassing('GET', '/guarded'),
+        bypassing('GET', '/guarded'),
+        bypassing('GET', '/guarded'),
+      ]);
+      expect(posted).toMatchObject({ status: 201, body: { n: 3, scoped: true } });
+      expect(new Set((posted.body as { pids: number[] }).pids).size).toBe(1);
+      for (const { status, body } of guarded) {
+        expect(status).toBe(200);
+        expect((body as number[])[0]).toBe((body as number[])[1]);
+      }
+      const perRequest = await bypassing('GET', '/per-request');
+      expect(new Set(perRequest.body as number[]).size).toBe(1);
+      expect(checkedOut()).toBe(0);
+    });
+
+    if (adapter === 'express') {
+      it("gives the application's own middleware the client of the request", async () => {
+        const { body } = await bypassing('GET', '/after-middleware');
+        expect((body as number[])[0]).toBe((body as number[])[1]);
+      });
+    }
   });
 
   it('keeps the interceptor for the transports built after the HTTP routes (RPC, WebSocket)', async () => {

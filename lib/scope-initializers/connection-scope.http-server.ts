@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConnectionScope } from '../connection/connection-scope.js';
+import { openRequestScope } from './request-scope.js';
 
 type RequestListener = (this: unknown, request: IncomingMessage, response: ServerResponse) => void;
 
@@ -15,26 +16,22 @@ const SCOPING = Symbol('nestjs-pg-pool:scoping');
 type ScopingListener = RequestListener & { [SCOPING]?: true };
 
 /**
- * Opens the connection scope of every HTTP request `server` receives, before
- * Express or Fastify see it, by wrapping the server's 'request' listeners
- * (the adapter's app), and closes it when the response is over: handed back
- * once sent, cancelled and handed back when the client hangs up first. The
- * response's 'close' event comes in both cases, so no client outlives its
- * request; most go back earlier, as Nest hands the answer to the adapter
- * (see connection-scope.http-adapter.ts).
+ * The fast path of HTTP scoping, an optimisation over the platform's own
+ * extension points (connection-scope.express-middleware.ts,
+ * connection-scope.fastify-hooks.ts), which scope every request and keep
+ * the scope opened here. Opens the scope of every HTTP request `server`
+ * receives, before Express or Fastify see it, by wrapping the server's
+ * 'request' listeners (the adapter's app): Nest's middleware run in it on
+ * Fastify too, and the request costs one call rather than a router layer or
+ * a hook.
  *
- * Why at the server and not in a Nest middleware: a middleware costs Nest's
- * wrappers (a WeakSet entry per request), middie on Fastify and a router
- * layer on Express on every request, about as much as all of the scope's own
- * work; the listener costs one call. Body parsers (raw-body, Fastify's) keep
- * the async context, so the handler runs in the scope.
+ * It relies on Nest having attached the platform to its server when
+ * PoolCoreModule.configure() runs; where it has not (no listeners yet), it
+ * does nothing and the platform's extension points scope the requests alone.
+ * `isServerScoped()` tells which; a test checks it, so that a change in Nest
+ * shows.
  *
- * Requests that do not come through the server (Fastify's `inject()`, a
- * serverless handler calling the Express app) are not scoped: each of their
- * queries borrows a client of its own unless the caller runs them in
- * `ConnectionScope.run()`.
- *
- * @returns false when `server` is no server with 'request' listeners (an app without HTTP).
+ * @returns false when `server` is no server with 'request' listeners.
  */
 export function scopeHttpRequests(server: unknown): boolean {
   if (!isRequestEmitter(server)) return false;
@@ -48,15 +45,17 @@ export function scopeHttpRequests(server: unknown): boolean {
 
 function scoping(listener: RequestListener): ScopingListener {
   const scoped: ScopingListener = function (this: unknown, request, response) {
-    const scope = new ConnectionScope(request, response);
-    response.on('close', () => {
-      if (response.writableFinished) scope.close();
-      else scope.abort();
-    });
-    ConnectionScope.enter(scope, () => listener.call(this, request, response));
+    ConnectionScope.enter(openRequestScope(request, response), () => listener.call(this, request, response));
   };
   scoped[SCOPING] = true;
   return scoped;
+}
+
+/** True when every 'request' listener of `server` opens connection scopes (see scopeHttpRequests()). */
+export function isServerScoped(server: unknown): boolean {
+  if (!isRequestEmitter(server)) return false;
+  const listeners = server.listeners('request') as ScopingListener[];
+  return listeners.length > 0 && listeners.every((listener) => listener[SCOPING] === true);
 }
 
 function isRequestEmitter(server: unknown): server is RequestEmitter {
