@@ -1,9 +1,10 @@
 import { Global, Module, type NestModule, type OnModuleInit } from '@nestjs/common';
-import { APP_INTERCEPTOR, DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
+import { scopeMessageHandlers } from './scope-initializers/connection-scope.message-handlers.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
 import { scopePlatformRequests } from './scope-initializers/platform-scoping.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
@@ -31,7 +32,12 @@ export class PoolCoreModule implements NestModule, OnModuleInit {
   constructor(
     private readonly interceptor: ConnectionScopeInterceptor,
     private readonly adapterHost: HttpAdapterHost,
-  ) {}
+    discovery: DiscoveryService,
+    scanner: MetadataScanner,
+  ) {
+    // Here, as providers are created: before connectMicroservice() can build the handlers.
+    scopeMessageHandlers(discovery, scanner);
+  }
 
   // Nest calls configure() in HTTP applications only, last before it
   // registers the HTTP routes (gateways are already connected), and

@@ -53,6 +53,8 @@ function interceptScope(context: ExecutionContext, next: CallHandler): Observabl
   const response = isHttp ? rawResponse(context.switchToHttp().getResponse()) : undefined;
   // Opened by the server for this request (a request-scoped controller gets the interceptor), and ended with its response.
   if (ConnectionScope.of(response) !== undefined) return next.handle();
+  // A message handler whose scope another interceptor of this module (or the caller) opened.
+  if (!isHttp && ConnectionScope.current()?.isClosed === false) return next.handle();
   const scope = new ConnectionScope(() => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`, response);
   const onClose = (): void => {
     if (!response?.writableFinished) scope.abort();
