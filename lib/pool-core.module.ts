@@ -4,7 +4,7 @@ import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
-import { scopeMessageHandlers } from './scope-initializers/connection-scope.message-handlers.js';
+import { addHandlerInterceptors } from './scope-initializers/connection-scope.handler-interceptors.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
 import { scopePlatformRequests } from './scope-initializers/platform-scoping.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
@@ -35,8 +35,8 @@ export class PoolCoreModule implements NestModule, OnModuleInit {
     discovery: DiscoveryService,
     scanner: MetadataScanner,
   ) {
-    // Here, as providers are created: before connectMicroservice() can build the handlers.
-    scopeMessageHandlers(discovery, scanner);
+    // Here, as providers are created: before connectMicroservice() or the router build the handlers.
+    addHandlerInterceptors(discovery, scanner);
   }
 
   // Nest calls configure() in HTTP applications only, last before it

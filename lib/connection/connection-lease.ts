@@ -86,6 +86,8 @@ export class ConnectionLease {
   readonly acquiredAt = performance.now();
   /** @internal Told when the client goes back with a transaction open (the scope slot that holds it). */
   owner: { transactionCut(): void } | undefined = undefined;
+  /** @internal Set once the raw client was handed out (`getClient()`): what runs on it is not the lease's to see. */
+  clientTaken = false;
   /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */

@@ -6,6 +6,7 @@ import { ConnectionScopeClosedError, PoolUnavailableError, RequestAbandonedError
 import type { OpenTransaction } from '../transaction/transaction.js';
 import { quietly, withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
 import { noteLateQuery } from './late-query.js';
+import { isInTransaction } from './pg-client-state.js';
 import type { ScopeHolder } from './scope-holder.js';
 
 /**
@@ -96,12 +97,14 @@ class LeaseSlot implements LeaseRecipient {
 
   /**
    * Hands the client back before the scope ends, unless it is still on its
-   * way, in a transaction, or wrote on a datasource with replicas (only those
-   * track `wrote`: the request's later reads must stay on the primary).
+   * way, in a transaction (the module's or a raw `BEGIN`), out as a raw
+   * client (`getClient()`: a cursor or a COPY stream may still read from it),
+   * or wrote on a datasource with replicas (only those track `wrote`: the
+   * request's later reads must stay on the primary).
    */
   letGo(): boolean {
     const lease = this.lease;
-    if (lease === undefined || lease.inTransactions || lease.wrote) return false;
+    if (lease === undefined || lease.inTransactions || lease.wrote || lease.clientTaken || isInTransaction(lease.client)) return false;
     lease.release();
     return true;
   }
@@ -127,6 +130,8 @@ export class ConnectionScope implements ScopeContext {
   private others: Map<Datasource, LeaseSlot> | undefined = undefined;
   private closed = false;
   private aborted = false;
+  /** The answer is long-lived (see streamed()). */
+  private answerStreamed = false;
   /** Datasources whose client went back after the end with a transaction open (rolled back). */
   private cutTransactions: Datasource[] | undefined = undefined;
   // Both let go of when the scope ends (see end()).
@@ -225,6 +230,8 @@ export class ConnectionScope implements ScopeContext {
     // promise or await of the module's own (each costs async hooks).
     if (lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
     if (this.closed) return this.refuseAfterEnd(datasource) ?? datasource.query<R>(input, values);
+    // A long-lived answer holds no client between its queries: each borrows one for itself.
+    if (this.answerStreamed && (slot === undefined || lease?.isReleased)) return datasource.query<R>(input, values);
     // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
     const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(datasource);
     // The first query: sent from the datasource's callback as the client comes.
@@ -307,6 +314,24 @@ export class ConnectionScope implements ScopeContext {
     if (this.first?.letGo()) this.first = undefined;
     const others = this.others;
     if (others) for (const [datasource, slot] of others) if (slot.letGo()) others.delete(datasource);
+  }
+
+  /**
+   * @internal The answer is long-lived (an `@Sse()` route, a streamed body):
+   * it must not pin a pooled client for its whole life. Every client the
+   * scope can let go of goes back now, and from here on a query that finds
+   * none held borrows a client for itself alone, as outside a request; a
+   * transaction's client goes back when it ends (transactionEnded()). A raw
+   * client from `getClient()`, or one in a raw `BEGIN`, stays held.
+   */
+  streamed(): void {
+    this.answerStreamed = true;
+    this.handBack();
+  }
+
+  /** @internal A transaction of this scope ended: in a long-lived answer its client goes back. */
+  transactionEnded(): void {
+    if (this.answerStreamed) this.handBack();
   }
 
   /** Ends the scope and hands every client back (once its running query ends). */

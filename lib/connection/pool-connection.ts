@@ -15,6 +15,7 @@ import { isInTransaction } from './pg-client-state.js';
 // A client that came after its scope ended went back at once: it is not the caller's to use.
 function clientOf(lease: ConnectionLease): PoolClient {
   if (lease.isReleased) throw new ConnectionScopeClosedError(lease.datasource.name);
+  lease.clientTaken = true;
   return lease.client;
 }
 

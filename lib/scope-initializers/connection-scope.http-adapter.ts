@@ -9,22 +9,34 @@ export const ANSWERS = ['reply', 'redirect', 'render'] as const;
 type Answer = (this: unknown, response: unknown, second: unknown, third: unknown) => unknown;
 
 /**
- * Makes the requests the server scoped (connection-scope.http-server.ts)
- * hand their clients back as Nest hands their answer to the adapter:
- * middleware, guards, interceptors, the handler and exception filters are
- * done with them by then. The response's 'close', which ends the scope,
- * comes only once the answer is written, and for a client that reads slowly,
- * long after; a pooled connection held through that serves nobody. Answers
- * that are streams (StreamableFile, async iterables, Readables) may still
- * read from the client, and keep it until 'close'. So do responses written
- * by the handler itself (`@Res()`), which never reach the adapter.
+ * Makes every scoped HTTP request hand its clients back as Nest hands its
+ * answer to the adapter: middleware, guards, interceptors, the handler and
+ * exception filters are done with them by then. The response's 'close',
+ * which ends the scope, comes only once the answer is written, and for a
+ * client that reads slowly, long after; a pooled connection held through
+ * that serves nobody. An answer that is a stream (StreamableFile, an async
+ * iterable, a Readable) may go on querying for as long as it is read: its
+ * scope turns long-lived (ConnectionScope.streamed()), holding a client only
+ * while a query or transaction of it runs. Responses written by the handler
+ * itself (`@Res()`) never reach the adapter and keep their clients to the end.
+ *
+ * This replaces the adapter's answer methods, which Nest calls for every
+ * route's answer: an optimisation over holding clients until 'close' that
+ * relies on Nest's adapter interface. Where a method is missing it is left
+ * alone (clients then go back at 'close'); a test fails if answers stop
+ * coming through them.
  */
 export function handBackOnAnswer(adapter: HttpServer): void {
   const methods = adapter as unknown as Record<(typeof ANSWERS)[number], Answer>;
   for (const name of ANSWERS) {
     const answer = methods[name];
+    if (typeof answer !== 'function') continue;
     methods[name] = function (this: unknown, response, second, third) {
-      if (!isStream(second)) ConnectionScope.of(response)?.handBack();
+      const scope = ConnectionScope.of(response);
+      if (scope) {
+        if (isStream(second)) scope.streamed();
+        else scope.handBack();
+      }
       return answer.call(this, response, second, third);
     };
   }

@@ -31,7 +31,11 @@ async function attempt<T>(datasource: Datasource, scope: ConnectionScope, option
   const lease = await scope.lease(datasource);
   // The scope ended while its client was on its way, which went back: the attempt goes where work after the end goes.
   if (lease.isReleased) return inScope(datasource, (next) => attempt(datasource, next, options, work));
-  return transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
+  try {
+    return await transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
+  } finally {
+    scope.transactionEnded();
+  }
 }
 
 /** `@Transactional()`: relates the call to the transaction running on `datasource` as its propagation says. */
