@@ -8,12 +8,17 @@ import type { AddressInfo } from 'node:net';
 export type AdapterName = 'express' | 'fastify';
 export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
 
-/** Builds and initialises a Nest HTTP application on the given platform. */
-export async function createHttpApp(metadata: ModuleMetadata, adapter: AdapterName): Promise<INestApplication> {
+/** Builds and initialises a Nest HTTP application on the given platform; `configure` runs before its init. */
+export async function createHttpApp(
+  metadata: ModuleMetadata,
+  adapter: AdapterName,
+  configure?: (app: INestApplication) => void,
+): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule(metadata).compile();
   const app = moduleRef.createNestApplication(adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(), {
     logger: false,
   });
+  configure?.(app);
   await app.init();
   if (adapter === 'fastify') await app.getHttpAdapter().getInstance().ready();
   return app;
