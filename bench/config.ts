@@ -53,6 +53,8 @@ export const config = {
   instructionsRounds: num('INSTRUCTIONS_ROUNDS', 3),
   instructionsWarmup: num('INSTRUCTIONS_WARMUP', 20_000),
   instructionsRequests: num('INSTRUCTIONS_REQUESTS', 2_000),
+  /** The Node binary the servers and microbenchmark workers run on (e.g. one of `.ci/node-line.sh 24`); default this one. */
+  node: process.env.BENCH_NODE || process.execPath,
   /** Where results go (latest.json and chart.svg). */
   resultsDir: process.env.BENCH_RESULTS_DIR ?? 'bench/results',
   /** Set to a folder to write there a V8 CPU profile of every server's measured window. */

@@ -34,7 +34,7 @@ export async function runMicro(log: (line: string) => void): Promise<MicroResult
   for (let round = 1; round <= config.microRounds; round++) {
     log(`micro round ${round}/${config.microRounds}`);
     for (const variant of variants) {
-      const { code, stdout, stderr } = await runCommand(process.execPath, [worker, variant], (config.microSeconds + 60) * 1000);
+      const { code, stdout, stderr } = await runCommand(config.node, [worker, variant], (config.microSeconds + 60) * 1000);
       if (code !== 0) throw new Error(`micro ${variant} failed: ${stderr}`);
       const result = JSON.parse(stdout.trim().split('\n').pop()!) as { opsPerSec: number; cpuUsPerOp: number };
       log(`  ${variant.padEnd(22)} ${result.opsPerSec.toFixed(0).padStart(7)} ops/s  ${result.cpuUsPerOp.toFixed(1)} µs CPU/op`);

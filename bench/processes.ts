@@ -50,8 +50,8 @@ export class ServerProcess {
     // The server profiles its measured window itself (node:inspector) when asked.
     if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
     const underCallgrind = options.callgrindOut
-      ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, process.execPath] }
-      : {};
+      ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, config.node] }
+      : { execPath: config.node };
     const child = fork(here('./server.js'), [kind, adapter], { ...underCallgrind, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const startMs = options.callgrindOut ? 600_000 : 30_000;
     const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', startMs, `${kind}/${adapter} to start`);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     kernel: release(),
-    node: process.versions.node,
+    // The servers' Node (BENCH_NODE), which may not be the one running this.
+    node: execFileSync(config.node, ['--version']).toString().trim().replace(/^v/, ''),
     postgres: await postgresVersion(),
   };
   log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections, rate: config.rate })}`);
