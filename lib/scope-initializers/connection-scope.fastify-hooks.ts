@@ -33,13 +33,16 @@ export function scopeFastifyRequests(fastify: FastifyInstance): void {
   // Declared, so that every request object keeps one shape.
   fastify.decorateRequest(SCOPE, null);
   fastify.addHook('onRequest', (request, reply, done) => {
-    const scope = ConnectionScope.of(reply.raw) ?? openRequestScope(request.raw, reply.raw);
+    // Opened by the server (the fast path) and current already: no second AsyncLocalStorage run.
+    const opened = ConnectionScope.of(reply.raw);
+    const scope = opened ?? openRequestScope(request.raw, reply.raw);
     request[SCOPE] = scope;
-    ConnectionScope.enter(scope, done);
+    if (opened) done();
+    else ConnectionScope.enter(scope, done);
   });
   fastify.addHook('preValidation', (request, _reply, done) => {
     const scope = request[SCOPE];
-    if (scope) ConnectionScope.enter(scope, done);
+    if (scope && ConnectionScope.current() !== scope) ConnectionScope.enter(scope, done);
     else done();
   });
 }
