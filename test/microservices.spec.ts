@@ -1,30 +1,13 @@
-import { Controller, Injectable, Module, type INestApplication, type INestMicroservice } from '@nestjs/common';
+import { Controller, Module, type INestApplication, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type ClientProxy } from '@nestjs/microservices';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import type { Pool } from 'pg';
 import { lastValueFrom } from 'rxjs';
-import { ConnectionScope, getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
+import { ConnectionScope, getPoolToken, PoolModule } from '../lib/index.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { FirstService, SecondService } from './support/pid-services.js';
 import { freePort } from './support/free-port.js';
-
-const PID = 'SELECT pg_backend_pid() AS pid';
-
-@Injectable()
-class FirstService {
-  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
-  async pid(): Promise<number> {
-    return (await this.connection.query<{ pid: number }>(PID)).rows[0].pid;
-  }
-}
-
-@Injectable()
-class SecondService {
-  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
-  async pid(): Promise<number> {
-    return (await this.connection.query<{ pid: number }>(`${PID} -- second`)).rows[0].pid;
-  }
-}
 
 @Controller()
 class MessagesController {

@@ -1,30 +1,13 @@
-import { Injectable, type INestApplication } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { SubscribeMessage, WebSocketGateway, type WsResponse } from '@nestjs/websockets';
 import type { AddressInfo } from 'node:net';
 import type { Pool } from 'pg';
 import WebSocket from 'ws';
-import { ConnectionScope, getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
+import { ConnectionScope, getPoolToken, PoolModule } from '../lib/index.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
+import { FirstService, SecondService } from './support/pid-services.js';
 import { ADAPTERS, createHttpApp } from './support/http-app.js';
-
-const PID = 'SELECT pg_backend_pid() AS pid';
-
-@Injectable()
-class FirstService {
-  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
-  async pid(): Promise<number> {
-    return (await this.connection.query<{ pid: number }>(PID)).rows[0].pid;
-  }
-}
-
-@Injectable()
-class SecondService {
-  constructor(@InjectConnection() private readonly connection: PoolConnection) {}
-  async pid(): Promise<number> {
-    return (await this.connection.query<{ pid: number }>(`${PID} -- second`)).rows[0].pid;
-  }
-}
 
 interface Pids {
   id: number;

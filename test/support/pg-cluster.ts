@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,6 +42,8 @@ async function binDir(): Promise<string> {
  */
 export class PgCluster {
   private running = false;
+  /** Set by create({ production: true }): the superuser's password, and TLS on. */
+  private password: string | undefined = undefined;
 
   private constructor(
     private readonly bin: string,
@@ -54,10 +57,25 @@ export class PgCluster {
     return join(this.root, 'data');
   }
 
-  static async create(): Promise<PgCluster> {
-    return PgCluster.make((cluster) =>
-      cluster.pg('initdb', ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions']),
-    );
+  /**
+   * A new cluster with trust authentication; with `production`, configured
+   * as production servers are: `scram-sha-256` passwords for every
+   * connection and TLS (a self-signed certificate made for it), so that a
+   * new connection costs what it costs there.
+   */
+  static async create(options: { production?: boolean } = {}): Promise<PgCluster> {
+    return PgCluster.make(async (cluster) => {
+      const auth = ['-A', 'trust'];
+      if (options.production) {
+        cluster.password = randomBytes(12).toString('hex');
+        await cluster.writeOwnFile('pwfile', cluster.password);
+        auth.splice(0, 2, '-A', 'scram-sha-256', `--pwfile=${join(cluster.root, 'pwfile')}`);
+        const tls = ['-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'];
+        await run('openssl', ['req', ...tls, '-keyout', join(cluster.root, 'server.key'), '-out', join(cluster.root, 'server.crt')]);
+        await cluster.ownFiles('server.key', 'server.crt');
+      }
+      await cluster.pg('initdb', ['-D', cluster.dataDir, ...auth, '-U', 'postgres', '--no-sync', '--no-instructions']);
+    });
   }
 
   /**
@@ -94,8 +112,9 @@ export class PgCluster {
   }
 
   /** Connection settings of the cluster's `database` (default `postgres`). */
-  options(database = 'postgres'): { host: string; port: number; user: string; database: string } {
-    return { host: this.host, port: this.port, user: 'postgres', database };
+  options(database = 'postgres'): { host: string; port: number; user: string; database: string; password?: string; ssl?: { rejectUnauthorized: false } } {
+    const production = this.password ? { password: this.password, ssl: { rejectUnauthorized: false as const } } : {};
+    return { host: this.host, port: this.port, user: 'postgres', database, ...production };
   }
 
   /** Runs one statement on `database` of the cluster. */
@@ -116,6 +135,7 @@ export class PgCluster {
       '-c fsync=off',
       '-c max_connections=40',
       '-c shared_buffers=16MB',
+      ...(this.password ? [`-c ssl=on -c ssl_cert_file=${join(this.root, 'server.crt')} -c ssl_key_file=${join(this.root, 'server.key')}`] : []),
     ].join(' ');
     await this.pg('pg_ctl', ['-D', this.dataDir, '-l', join(this.root, 'server.log'), '-o', serverOptions, '-w', '-t', '30', 'start']);
     this.running = true;
@@ -137,6 +157,24 @@ export class PgCluster {
       if (this.running) await this.stop('immediate');
     } finally {
       await rm(this.root, { recursive: true, force: true });
+    }
+  }
+
+  /** Writes `name` in the cluster's folder, readable by the server's OS user alone. */
+  private async writeOwnFile(name: string, content: string): Promise<void> {
+    await writeFile(join(this.root, name), content, { mode: 0o600 });
+    await this.ownFiles(name);
+  }
+
+  /** Gives `files` (in the cluster's folder) to the server's OS user, readable by it alone, as PostgreSQL wants of a key. */
+  private async ownFiles(...files: string[]): Promise<void> {
+    for (const file of files.map((name) => join(this.root, name))) {
+      await chmod(file, 0o600);
+      if (isRoot()) {
+        const { stdout: uid } = await run('id', ['-u', OS_USER]);
+        const { stdout: gid } = await run('id', ['-g', OS_USER]);
+        await chown(file, Number(uid.trim()), Number(gid.trim()));
+      }
     }
   }
 
