@@ -53,6 +53,8 @@ export const config = {
   instructionsRounds: num('INSTRUCTIONS_ROUNDS', 3),
   instructionsWarmup: num('INSTRUCTIONS_WARMUP', 20_000),
   instructionsRequests: num('INSTRUCTIONS_REQUESTS', 2_000),
+  /** `production`: run against a throwaway server with scram-sha-256 and TLS (see run.ts) instead of the PG* one. */
+  server: process.env.BENCH_SERVER ?? '',
   /** The Node binary the servers and microbenchmark workers run on (e.g. one of `.ci/node-line.sh 24`); default this one. */
   node: process.env.BENCH_NODE || process.execPath,
   /** Where results go (latest.json and chart.svg). */

@@ -17,7 +17,9 @@ function connectionArgs(): string[] {
 
 function env(): NodeJS.ProcessEnv {
   const c = dbConfig();
-  return c.password ? { ...process.env, PGPASSWORD: String(c.password) } : process.env;
+  // node-postgres' 'no-verify' (TLS, any certificate) is libpq's 'require'.
+  const sslmode = process.env.PGSSLMODE === 'no-verify' ? { PGSSLMODE: 'require' } : {};
+  return { ...process.env, ...sslmode, ...(c.password ? { PGPASSWORD: String(c.password) } : {}) };
 }
 
 /** Creates pgbench's tables (scale 1) in the bench database, once. */

@@ -236,7 +236,8 @@ function niceStep(raw: number): number {
 export function subtitleOf(results: BenchResults): string {
   const m = results.machine;
   const s = results.compare?.settings ?? {};
-  return `${m.cpus} × ${m.cpuModel}, Node ${m.node}, PostgreSQL ${m.postgres} on 127.0.0.1 · ${s.rounds} rounds × ${s.durationS} s (+${s.warmupS} s warm-up), ${s.connections} connections, pool size ${s.poolSize} · ${results.finishedAt.slice(0, 10)}`;
+  const server = m.server === 'scram-sha-256 + TLS' ? ' (scram-sha-256 + TLS)' : '';
+  return `${m.cpus} × ${m.cpuModel}, Node ${m.node}, PostgreSQL ${m.postgres}${server} on 127.0.0.1 · ${s.rounds} rounds × ${s.durationS} s (+${s.warmupS} s warm-up), ${s.connections} connections, pool size ${s.poolSize} · ${results.finishedAt.slice(0, 10)}`;
 }
 
 export type { CompareRow };

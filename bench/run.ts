@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { PgCluster } from '../test/support/pg-cluster.js';
 import { config, dbConfig, ensureDatabase } from './config.js';
 import { runCompare } from './compare.js';
 import { runInstructions } from './instructions.js';
@@ -27,6 +28,22 @@ async function postgresVersion(): Promise<string> {
 
 async function main(): Promise<void> {
   const log = (line: string): void => console.log(line);
+  // BENCH_SERVER=production: a throwaway server configured like production ones (scram-sha-256, TLS),
+  // where a new connection costs what it costs there; every process of the bench connects to it.
+  const production = config.server === 'production' ? await PgCluster.create({ production: true }) : undefined;
+  if (production) {
+    const { host, port, user, password } = production.options();
+    Object.assign(process.env, { PGHOST: host, PGPORT: String(port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'no-verify' });
+    log(`bench: a throwaway server with scram-sha-256 and TLS on ${host}:${port}`);
+  }
+  try {
+    await bench(log);
+  } finally {
+    await production?.destroy();
+  }
+}
+
+async function bench(log: (line: string) => void): Promise<void> {
   await ensureDatabase();
   const startedAt = new Date().toISOString();
   const machine = {
@@ -37,6 +54,7 @@ async function main(): Promise<void> {
     // The servers' Node (BENCH_NODE), which may not be the one running this.
     node: execFileSync(config.node, ['--version']).toString().trim().replace(/^v/, ''),
     postgres: await postgresVersion(),
+    server: config.server === 'production' ? 'scram-sha-256 + TLS' : 'as configured (PG* variables)',
   };
   log(`bench: ${JSON.stringify({ parts: config.parts, rounds: config.rounds, duration: config.duration, warmup: config.warmup, connections: config.connections, rate: config.rate })}`);
   const results: BenchResults = { startedAt, finishedAt: '', machine, targets: [] };
