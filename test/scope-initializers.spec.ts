@@ -8,6 +8,7 @@ import {
   Req,
   Scope,
   UseGuards,
+  type CallHandler,
   type CanActivate,
   type ExecutionContext,
   type INestApplication,
@@ -219,6 +220,27 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
         expect((body as number[])[0]).toBe((body as number[])[1]);
       });
     }
+  });
+
+  it('builds the HTTP routes without the interceptor (an optimisation that relies on when Nest builds them)', async () => {
+    // Nest reads `intercept` on each call, so a route built with the interceptor would call this.
+    const interceptor = app.get(ConnectionScopeInterceptor);
+    const own = Object.getOwnPropertyDescriptor(interceptor, 'intercept')!;
+    let calls = 0;
+    Object.defineProperty(interceptor, 'intercept', {
+      configurable: true,
+      get: () => {
+        const intercept = own.get!.call(interceptor) as ConnectionScopeInterceptor['intercept'];
+        return (context: ExecutionContext, next: CallHandler) => (calls++, intercept(context, next));
+      },
+    });
+    try {
+      await supertest(app.getHttpServer()).get('/guarded').expect(200);
+      await supertest(app.getHttpServer()).post('/body').send({ n: 1 }).expect(201);
+    } finally {
+      Object.defineProperty(interceptor, 'intercept', own);
+    }
+    expect(calls).toBe(0);
   });
 
   it('keeps the interceptor for the transports built after the HTTP routes (RPC, WebSocket)', async () => {
