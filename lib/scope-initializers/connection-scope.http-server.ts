@@ -30,17 +30,13 @@ type ScopingListener = RequestListener & { [SCOPING]?: true };
  * does nothing and the platform's extension points scope the requests alone.
  * `isServerScoped()` tells which; a test checks it, so that a change in Nest
  * shows.
- *
- * @returns false when `server` is no server with 'request' listeners.
  */
-export function scopeHttpRequests(server: unknown): boolean {
-  if (!isRequestEmitter(server)) return false;
+export function scopeHttpRequests(server: unknown): void {
+  if (!isRequestEmitter(server)) return;
   const listeners = server.listeners('request') as ScopingListener[];
-  if (listeners.length === 0) return false;
   // Replaced in place, in order: later listeners of others stay behind them.
   for (const listener of listeners) server.removeListener('request', listener);
   for (const listener of listeners) server.on('request', listener[SCOPING] ? listener : scoping(listener));
-  return true;
 }
 
 function scoping(listener: RequestListener): ScopingListener {
