@@ -1,8 +1,7 @@
-import { Global, Module, type NestModule, type OnModuleInit } from '@nestjs/common';
-import { APP_INTERCEPTOR, DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
+import { Global, Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
-import { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { addHandlerInterceptors } from './scope-initializers/connection-scope.handler-interceptors.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
@@ -12,9 +11,8 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 /**
  * Imported once per application by every `PoolModule.forRoot*()`: holds the
  * registry of datasources, the public reader of their statistics, the
- * scoping of connections to the HTTP server's requests, the global
- * interceptor that scopes them to every other handler (RPC, WebSocket), and
- * the bootstrap check of `@Transactional()`.
+ * scoping of connections to HTTP requests and to message handlers (RPC,
+ * WebSocket), and the bootstrap check of `@Transactional()`.
  */
 @Global()
 @Module({
@@ -23,14 +21,11 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
     DatasourceRegistry,
     PoolStatsService,
     TransactionalExplorer,
-    ConnectionScopeInterceptor,
-    { provide: APP_INTERCEPTOR, useExisting: ConnectionScopeInterceptor },
   ],
   exports: [DatasourceRegistry, PoolStatsService],
 })
-export class PoolCoreModule implements NestModule, OnModuleInit {
+export class PoolCoreModule implements NestModule {
   constructor(
-    private readonly interceptor: ConnectionScopeInterceptor,
     private readonly adapterHost: HttpAdapterHost,
     discovery: DiscoveryService,
     scanner: MetadataScanner,
@@ -39,19 +34,12 @@ export class PoolCoreModule implements NestModule, OnModuleInit {
     addHandlerInterceptors(discovery, scanner);
   }
 
-  // Nest calls configure() in HTTP applications only, last before it
-  // registers the HTTP routes (gateways are already connected), and
-  // onModuleInit() right after: the routes built in between serve requests
-  // the platform's extension points scope, and need no interceptor.
-  configure(): void {
+  // Nest calls configure() in HTTP applications only, before it mounts any
+  // module's middleware and registers the routes.
+  configure(consumer: MiddlewareConsumer): void {
     const adapter = this.adapterHost.httpAdapter;
-    if (!adapter || !scopePlatformRequests(adapter)) return;
+    if (!adapter || !scopePlatformRequests(adapter, consumer)) return;
     scopeHttpRequests(adapter.getHttpServer());
     handBackOnAnswer(adapter);
-    this.interceptor.coverHttpRoutes(true);
-  }
-
-  onModuleInit(): void {
-    this.interceptor.coverHttpRoutes(false);
   }
 }

@@ -18,22 +18,23 @@ interface FastifyInstance {
 }
 
 /**
- * Opens the connection scope of every request the Fastify instance handles,
- * in an `onRequest` hook: whoever calls the instance (its server,
- * `app.inject()`, another server) gets one. A request the HTTP server
- * already scoped (connection-scope.http-server.ts) keeps that scope.
+ * Carries the connection scope of every request the Fastify instance handles
+ * from its `onRequest` hooks to the handler: whoever calls the instance (its
+ * server, `app.inject()`, another server) gets one. The scope is opened
+ * before Nest's middleware, by the server (connection-scope.http-server.ts)
+ * or by the module's own Nest middleware (connection-scope.middleware.ts);
+ * the `onRequest` hook added here, which runs after both, opens it where
+ * neither did and records it on the request.
  *
  * Fastify reads the body from stream events, which run in the async context
- * of the socket, not of the hook: a `preValidation` hook enters the scope
- * again, so that guards, pipes and the handler run in it. Nest's own
- * middleware run in an `onRequest` hook registered before this one: on
- * requests that bypass the server they run outside the scope.
+ * of the socket, not of the hooks: a `preValidation` hook enters the scope
+ * again, so that guards, pipes and the handler run in it.
  */
 export function scopeFastifyRequests(fastify: FastifyInstance): void {
   // Declared, so that every request object keeps one shape.
   fastify.decorateRequest(SCOPE, null);
   fastify.addHook('onRequest', (request, reply, done) => {
-    // Opened by the server (the fast path) and current already: no second AsyncLocalStorage run.
+    // Opened before Nest's middleware and current already: no second AsyncLocalStorage run.
     const opened = ConnectionScope.of(reply.raw);
     const scope = opened ?? openRequestScope(request.raw, reply.raw);
     request[SCOPE] = scope;

@@ -5,11 +5,15 @@ import type { Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
 import { ConnectionScopeInterceptor } from './connection-scope.interceptor.js';
 
-// What @MessagePattern() and @EventPattern() put on a handler: @nestjs/microservices' PATTERN_METADATA
-// (that package is optional here, so its value stands here; the microservice tests fail if it changes).
+// What @MessagePattern() and @EventPattern() put on a handler (@nestjs/microservices' PATTERN_METADATA),
+// @WebSocketGateway() on a class and @SubscribeMessage() on its handlers (@nestjs/websockets'
+// GATEWAY_METADATA and MESSAGE_MAPPING_METADATA). Those packages are optional here, so their values
+// stand here; the microservice and WebSocket tests fail if they change.
 const PATTERN_METADATA = 'microservices:pattern';
+const GATEWAY_METADATA = 'websockets:is_gateway';
+const MESSAGE_MAPPING_METADATA = 'websockets:message_mapping';
 
-/** Opens the scope of a message: the global interceptor does not reach every message handler. */
+/** Opens the scope of a message. */
 const MESSAGE_SCOPE = new ConnectionScopeInterceptor();
 
 /** Makes the scope of an `@Sse()` request long-lived as its handler starts (see ConnectionScope.streamed()). */
@@ -21,32 +25,51 @@ const STREAMED_ANSWER: NestInterceptor = {
 };
 
 /**
- * Puts interceptors of the module on the handlers of the application's
- * controllers that need one of their own, first among the handler's
- * interceptors, as `@UseInterceptors()` would:
- * - microservice message and event handlers get the scope interceptor. The
- *   global one does not reach them in a hybrid application: a microservice
- *   connected with `connectMicroservice()` gets Nest's global enhancers only
- *   with `inheritAppConfig`, and builds its handlers right away. Where the
- *   global one reaches them too, the inner one keeps the outer's scope.
+ * Puts interceptors of the module on the handlers that need one, first among
+ * the handler's interceptors, as `@UseInterceptors()` would:
+ * - microservice message and event handlers of controllers and the message
+ *   handlers of WebSocket gateways get the scope interceptor. A global one
+ *   would not do: a microservice connected with `connectMicroservice()` gets
+ *   Nest's global enhancers only with `inheritAppConfig`, and builds its
+ *   handlers right away; and Nest builds an interceptor pipeline for every
+ *   request of every HTTP route when any global interceptor is registered,
+ *   though the platform's extension points scope those requests already.
+ *   Where the caller opened a scope (a hybrid handler called from HTTP), the
+ *   interceptor keeps it.
  * - `@Sse()` handlers get one that makes their request's scope long-lived:
  *   an event stream must not pin a pooled client for its whole life. Only
  *   those routes pay for an interceptor pipeline.
  * Runs as the application's providers are created, before
- * `connectMicroservice()` or the router builds the handlers. The classes
- * are shared by every application of the process: each handler is
- * decorated once, with interceptors that hold nothing of any one application.
+ * `connectMicroservice()`, the gateways or the router build the handlers.
+ * The classes are shared by every application of the process: each handler
+ * is decorated once, with interceptors that hold nothing of any one application.
  */
 export function addHandlerInterceptors(discovery: DiscoveryService, scanner: MetadataScanner): void {
-  for (const wrapper of discovery.getControllers()) {
-    const prototype: unknown = wrapper.metatype?.prototype;
-    if (typeof prototype !== 'object' || prototype === null) continue;
-    for (const name of scanner.getAllMethodNames(prototype)) {
-      const handler: unknown = (prototype as Record<string, unknown>)[name];
-      if (typeof handler !== 'function') continue;
+  for (const prototype of prototypes(discovery.getControllers())) {
+    for (const handler of handlers(scanner, prototype)) {
       if (Reflect.hasMetadata(PATTERN_METADATA, handler)) prependInterceptor(handler, MESSAGE_SCOPE);
       if (Reflect.hasMetadata(SSE_METADATA, handler)) prependInterceptor(handler, STREAMED_ANSWER);
     }
+  }
+  const gateways = discovery.getProviders().filter((wrapper) => wrapper.metatype && Reflect.getMetadata(GATEWAY_METADATA, wrapper.metatype) === true);
+  for (const prototype of prototypes(gateways)) {
+    for (const handler of handlers(scanner, prototype)) {
+      if (Reflect.hasMetadata(MESSAGE_MAPPING_METADATA, handler)) prependInterceptor(handler, MESSAGE_SCOPE);
+    }
+  }
+}
+
+function* prototypes(wrappers: Array<{ metatype?: unknown }>): Generator<object> {
+  for (const wrapper of wrappers) {
+    const prototype: unknown = (wrapper.metatype as { prototype?: unknown } | null | undefined)?.prototype;
+    if (typeof prototype === 'object' && prototype !== null) yield prototype;
+  }
+}
+
+function* handlers(scanner: MetadataScanner, prototype: object): Generator<object> {
+  for (const name of scanner.getAllMethodNames(prototype)) {
+    const handler: unknown = (prototype as Record<string, unknown>)[name];
+    if (typeof handler === 'function') yield handler;
   }
 }
 

@@ -17,7 +17,7 @@ type ScopingListener = RequestListener & { [SCOPING]?: true };
 
 /**
  * The fast path of HTTP scoping, an optimisation over the platform's own
- * extension points (connection-scope.express-middleware.ts,
+ * extension points (connection-scope.middleware.ts,
  * connection-scope.fastify-hooks.ts), which scope every request and keep
  * the scope opened here. Opens the scope of every HTTP request `server`
  * receives, before Express or Fastify see it, by wrapping the server's
