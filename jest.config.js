@@ -13,6 +13,7 @@ export default {
   },
   transform: { '^.+\\.ts$': ['@swc/jest', SWC_OPTIONS] },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
+  globalSetup: '<rootDir>/test/support/global-setup.ts',
   testTimeout: 30000,
   maxWorkers: 2,
 };
