@@ -11,6 +11,7 @@ import {
   RequestAbandonedError,
   type PoolModuleOptions,
 } from '../lib/index.js';
+import { Deferred } from './support/deferred.js';
 import { CapturingLogger } from './support/capturing-logger.js';
 import { holdClient } from './support/hold-client.js';
 import { expectNoOpenTransaction } from './support/transactions.js';
@@ -195,9 +196,10 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
   });
 });
 
-/** What the abandoned requests of the sweep ended with, by kind. */
+/** What the abandoned requests of the sweep ended with, by kind; `started` settles as a round's query is sent. */
 class Outcomes {
   readonly counts = new Map<string, number>();
+  started = new Deferred();
   add(kind: string): void {
     this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
   }
@@ -213,7 +215,9 @@ class SweepController {
   @Get('abandoned/:ms')
   async abandoned(@Param('ms') ms: string): Promise<string> {
     try {
-      await this.connection.query('SELECT pg_sleep($1)', [Number(ms) / 1000]);
+      const query = this.connection.query('SELECT pg_sleep($1)', [Number(ms) / 1000]);
+      this.outcomes.started.resolve();
+      await query;
       this.outcomes.add('completed');
     } catch (error) {
       this.outcomes.add(error instanceof RequestAbandonedError ? (error.cause ? 'cancelled' : 'refused') : `failed: ${String(error)}`);
@@ -230,7 +234,7 @@ class SweepController {
 
 // Rounds of the sweep; SWEEP_ROUNDS=10000 for a longer one.
 const SWEEP_ROUNDS = Number(process.env.SWEEP_ROUNDS ?? 1000);
-const QUERY_MS = 8;
+const QUERY_MS = 25;
 
 describe('hang-ups swept around the end of short queries', () => {
   let db: TestDatabase;
@@ -259,11 +263,14 @@ describe('hang-ups swept around the end of short queries', () => {
     pool = app.get<Pool>(getPoolToken());
     const innocentFailures: string[] = [];
     for (let round = 0; round < SWEEP_ROUNDS; round++) {
+      outcomes.started = new Deferred();
       const abandoned = await requestToHangUp(app, `/sweep/abandoned/${QUERY_MS}`);
       // Queued behind it for the pool's one client: it gets that client the moment the abandoned request lets go.
       const innocent = supertest(app.getHttpServer()).get('/sweep/innocent').then((response) => response);
-      // The hang-up lands anywhere from before the query starts to after it ended.
-      setTimeout(abandoned.hangUp, Math.random() * QUERY_MS * 2.5);
+      // The hang-up lands anywhere from the query's start to well after its end, counted from the
+      // start, so that a loaded machine (timers late, requests slow to arrive) shifts both alike.
+      await outcomes.started.promise;
+      setTimeout(abandoned.hangUp, Math.random() * QUERY_MS * 2);
       const response = await innocent;
       if (response.status !== 200) innocentFailures.push(`${response.status} ${response.text}`);
     }

@@ -23,6 +23,13 @@ export function serverConfig(database?: string): PoolModuleOptions {
   };
 }
 
+/** The password the tests were given for the server (DATABASE_URL's or PGPASSWORD), if any. */
+export function serverPassword(): string | undefined {
+  const url = process.env.DATABASE_URL;
+  if (url) return decodeURIComponent(new URL(url).password) || undefined;
+  return process.env.PGPASSWORD || undefined;
+}
+
 /** Runs one statement on the server's maintenance database. */
 export function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   text: string,

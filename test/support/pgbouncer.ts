@@ -3,7 +3,8 @@ import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PoolModuleOptions } from '../../lib/index.js';
-import { serverConfig, waitFor } from './database.js';
+import { serverConfig, serverPassword, waitFor } from './database.js';
+import { connectionUrl } from './connection-url.js';
 import { freePort } from './free-port.js';
 
 export interface PgBouncer {
@@ -21,24 +22,28 @@ export interface PgBouncer {
 /**
  * Starts a PgBouncer of the test's own in transaction mode, in front of the
  * machine's PostgreSQL, with at most `poolSize` server connections per
- * database. PgBouncer refuses to run as root, so as root it runs as `postgres`.
+ * database. Clients authenticate with scram-sha-256, as in production, with
+ * the server's password (PgBouncer logs in to the server with it too); a
+ * server with trust authentication gets a made-up one, which it ignores.
+ * PgBouncer refuses to run as root, so as root it runs as `postgres`.
  */
 export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
   const dir = mkdtempSync(join(tmpdir(), 'npp-pgbouncer-'));
   const port = await freePort();
   const server = serverConfig();
-  const user = server.user ?? 'postgres';
-  writeFileSync(join(dir, 'users.txt'), `"${user}" ""\n`);
+  const { username: user, hostname: host, port: serverPort } = new URL(connectionUrl(server));
+  const password = serverPassword() ?? 'npp-bouncer-secret';
+  writeFileSync(join(dir, 'users.txt'), `"${decodeURIComponent(user)}" "${password.replaceAll('"', '""')}"\n`);
   writeFileSync(
     join(dir, 'pgbouncer.ini'),
     [
       '[databases]',
-      `* = host=${server.host ?? '127.0.0.1'} port=${server.port ?? 5432}`,
+      `* = host=${host} port=${serverPort || 5432}`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
       'unix_socket_dir =',
-      'auth_type = trust',
+      'auth_type = scram-sha-256',
       `auth_file = ${join(dir, 'users.txt')}`,
       'pool_mode = transaction',
       `default_pool_size = ${poolSize}`,
@@ -70,7 +75,7 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
   const logFile = join(dir, 'pgbouncer.log');
   return {
     port,
-    optionsFor: (database) => ({ host: '127.0.0.1', port, user, database, transactionPooling: true }),
+    optionsFor: (database) => ({ host: '127.0.0.1', port, user: decodeURIComponent(user), password, database, transactionPooling: true }),
     get running() {
       return isAlive(pid);
     },
