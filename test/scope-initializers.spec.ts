@@ -17,14 +17,15 @@ import {
   type NestModule,
 } from '@nestjs/common';
 import { InterceptorsConsumer } from '@nestjs/core/interceptors/interceptors-consumer.js';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { Pool } from 'pg';
 import { lastValueFrom, type Observable } from 'rxjs';
 import supertest from 'supertest';
 import { ConnectionScope, ConnectionScopeInterceptor, getPoolToken, InjectConnection, PoolConnection, PoolModule } from '../lib/index.js';
 import { isServerScoped } from '../lib/scope-initializers/connection-scope.http-server.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { ADAPTERS, createHttpApp } from './support/http-app.js';
+import { Deferred } from './support/deferred.js';
+import { ADAPTERS, createHttpApp, listeningPort } from './support/http-app.js';
 
 const PID = 'SELECT pg_backend_pid() AS pid';
 
@@ -52,7 +53,7 @@ class BodyController {
   constructor(private readonly service: PidService) {}
 
   @Post('body')
-  async body(@Body() input: { n: number }): Promise<{ n: number; pids: number[]; scoped: boolean }> {
+  async body(@Body() input: { n: number; padding?: string }): Promise<{ n: number; pids: number[]; scoped: boolean }> {
     return { n: input.n, pids: [await this.service.pid(), await this.service.pid()], scoped: ConnectionScope.current() !== undefined };
   }
 }
@@ -98,11 +99,49 @@ class AfterMiddlewareController {
   }
 }
 
-@Module({ controllers: [AfterMiddlewareController], providers: [PidService, QueryingMiddleware] })
+@Controller('late-body')
+class LateBodyController {
+  constructor(private readonly service: PidService) {}
+
+  @Post()
+  async pids(@Body() input: { n: number }): Promise<{ n: number; pids: number[]; scoped: boolean }> {
+    return { n: input.n, pids: [await this.service.pid(), await this.service.pid()], scoped: ConnectionScope.current() !== undefined };
+  }
+}
+
+@Module({ controllers: [AfterMiddlewareController, LateBodyController], providers: [PidService, QueryingMiddleware] })
 class MiddlewareModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
     consumer.apply(QueryingMiddleware).forRoutes(AfterMiddlewareController);
   }
+}
+
+/** POSTs `body` to /late-body of `app` in two parts: the second once its server has handed the request to the application. */
+async function postInTwoParts(app: INestApplication, body: object): Promise<{ status: number; body: { n: number; pids: number[]; scoped: boolean } }> {
+  const port = await listeningPort(app);
+  const server = app.getHttpServer() as Server;
+  const headersIn = new Deferred();
+  const signal = (): void => headersIn.resolve();
+  server.on('request', signal);
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      { host: '127.0.0.1', port, path: '/late-body', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    request.on('error', reject);
+    request.write(payload.subarray(0, 5));
+    // The rest arrives in a socket read of its own, after the application started on the request.
+    void headersIn.promise.then(() => {
+      server.off('request', signal);
+      request.end(payload.subarray(5));
+    });
+  });
 }
 
 @Controller({ path: 'per-request', scope: Scope.REQUEST })
@@ -141,8 +180,18 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
   const checkedOut = (): number => pool.totalCount - pool.idleCount;
 
   it('keeps one client across a parsed request body', async () => {
-    const { body } = await supertest(app.getHttpServer()).post('/body').send({ n: 7 }).expect(201);
+    // Larger than one socket read (64 KiB): the end of the body arrives in a later read, outside the request's async context.
+    const { body } = await supertest(app.getHttpServer()).post('/body').send({ n: 7, padding: 'x'.repeat(90_000) }).expect(201);
     expect(body.n).toBe(7);
+    expect(body.scoped).toBe(true);
+    expect(new Set(body.pids).size).toBe(1);
+    expect(checkedOut()).toBe(0);
+  });
+
+  it('keeps one client when the body arrives after the request reached the application', async () => {
+    const { status, body } = await postInTwoParts(app, { n: 5 });
+    expect(status).toBe(201);
+    expect(body).toMatchObject({ n: 5, scoped: true });
     expect(new Set(body.pids).size).toBe(1);
     expect(checkedOut()).toBe(0);
   });

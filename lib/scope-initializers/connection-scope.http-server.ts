@@ -17,13 +17,12 @@ type ScopingListener = RequestListener & { [SCOPING]?: true };
 
 /**
  * The fast path of HTTP scoping, an optimisation over the platform's own
- * extension points (connection-scope.middleware.ts,
- * connection-scope.fastify-hooks.ts), which scope every request and keep
+ * extension points (platform-scoping.ts), which scope every request and keep
  * the scope opened here. Opens the scope of every HTTP request `server`
  * receives, before Express or Fastify see it, by wrapping the server's
- * 'request' listeners (the adapter's app): Nest's middleware run in it on
- * Fastify too, and the request costs one call rather than a router layer or
- * a hook.
+ * 'request' listeners (the adapter's app): middleware the application
+ * mounted itself with `app.use()`, which come before the module's, run in it
+ * too.
  *
  * It relies on Nest having attached the platform to its server when
  * PoolCoreModule.configure() runs; where it has not (no listeners yet), it

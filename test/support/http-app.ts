@@ -81,7 +81,7 @@ export async function getChunks(app: INestApplication, path: string): Promise<{ 
 }
 
 /** The port `app` listens on, on 127.0.0.1, after making it listen on a free one if it does not yet. */
-async function listeningPort(app: INestApplication): Promise<number> {
+export async function listeningPort(app: INestApplication): Promise<number> {
   if (!app.getHttpServer().listening) await app.listen(0, '127.0.0.1');
   return (app.getHttpServer().address() as AddressInfo).port;
 }
