@@ -53,6 +53,12 @@ export const config = {
   instructionsRounds: num('INSTRUCTIONS_ROUNDS', 3),
   instructionsWarmup: num('INSTRUCTIONS_WARMUP', 20_000),
   instructionsRequests: num('INSTRUCTIONS_REQUESTS', 2_000),
+  /**
+   * Connections of the counted requests (the warm-up uses `connections`). 1
+   * counts each request served alone: no event-loop turn serves several, so
+   * the count does not depend on how the load happened to bunch up.
+   */
+  instructionsConnections: num('INSTRUCTIONS_CONNECTIONS', num('BENCH_CONNECTIONS', 50)),
   /** `production`: run against a throwaway server with scram-sha-256 and TLS (see run.ts) instead of the PG* one. */
   server: process.env.BENCH_SERVER ?? '',
   /** The Node binary the servers and microbenchmark workers run on (e.g. one of `.ci/node-line.sh 24`); default this one. */

@@ -55,11 +55,11 @@ async function count(load: LoadProcess, slot: Slot, out: string): Promise<number
   try {
     const url = `http://127.0.0.1:${server.port}/`;
     // Bounded by the request counts; the duration only guards against a server that stops answering.
-    const run = (amount: number) => load.run({ url, connections: config.connections, duration: 3_600, amount });
-    await run(config.instructionsWarmup);
+    const run = (amount: number, connections: number) => load.run({ url, connections, duration: 3_600, amount });
+    await run(config.instructionsWarmup, config.connections);
     await callgrindControl(['-i', 'on'], server.pid);
     await callgrindControl(['-z'], server.pid);
-    const result = await run(config.instructionsRequests);
+    const result = await run(config.instructionsRequests, config.instructionsConnections);
     await callgrindControl(['-d'], server.pid);
     if (result.requests === 0) throw new Error(`${slot.adapter}/${slot.id} answered no request under callgrind`);
     return (await instructionsIn(`${out}.1`)) / result.requests;
@@ -103,7 +103,7 @@ export async function runInstructions(log: (line: string) => void): Promise<Inst
     row.ratio = base && row.adapter !== 'node:http' ? row.instructionsPerRequest / base.instructionsPerRequest : null;
   }
   return {
-    settings: { rounds: config.instructionsRounds, warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, poolSize: config.poolSize },
+    settings: { rounds: config.instructionsRounds, warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, countedConnections: config.instructionsConnections, poolSize: config.poolSize },
     rows,
   };
 }
