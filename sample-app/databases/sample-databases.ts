@@ -38,10 +38,16 @@ export async function resolveDatabases(config: SampleConfig, logger: LoggerServi
 
   const embedded = await EmbeddedPostgres.start();
   logger.log(
-    `No DATABASE_URL and no PostgreSQL on ${host}:${port}: started an embedded PostgreSQL (PGlite, in memory, ` +
-      `emptied on exit) on ${embedded.address}${config.auditDatabaseUrl ? '' : ', shared by both datasources'}`,
+    `No DATABASE_URL and no PostgreSQL on ${host}:${port}: started an embedded PostgreSQL ${embedded.version} ` +
+      `on ${embedded.host}:${embedded.port} (scram-sha-256, a temporary folder removed on exit)`,
   );
-  return { default: embedded.url, audit: config.auditDatabaseUrl ?? embedded.url, embedded };
+  try {
+    await ensureDatabase(embedded.url(), SAMPLE_DATABASE, logger);
+    return { ...(await withAuditDatabase(embedded.url(SAMPLE_DATABASE), config.auditDatabaseUrl, logger)), embedded };
+  } catch (error) {
+    await embedded.stop();
+    throw error;
+  }
 }
 
 async function withAuditDatabase(defaultUrl: string, auditUrl: string | undefined, logger: LoggerService): Promise<SampleDatabases> {
