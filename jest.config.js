@@ -14,6 +14,7 @@ export default {
   transform: { '^.+\\.ts$': ['@swc/jest', SWC_OPTIONS] },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
+  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   testTimeout: 30000,
   maxWorkers: 2,
 };

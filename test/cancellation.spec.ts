@@ -18,6 +18,7 @@ import { expectNoOpenTransaction } from './support/transactions.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { createHttpApp, requestToHangUp } from './support/http-app.js';
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { whenAvailable } from './support/services.js';
 import { Probe } from './support/probe.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -66,6 +67,7 @@ async function running(database: string, marker: string): Promise<boolean> {
 }
 
 describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the query it was sent for (%s)', (target) => {
+  const test = target === 'PgBouncer' ? whenAvailable('pgbouncer', 'cancels through PgBouncer') : it;
   let db: TestDatabase;
   let bouncer: PgBouncer | undefined;
   let proxy: TcpProxy;
@@ -134,7 +136,7 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     await waitFor(async () => (pool.totalCount === pool.idleCount && pool.waitingCount === 0 ? true : undefined), 'every client back');
   }
 
-  it('holds the client until the server has acted on the cancel, though the query ended before it arrived', async () => {
+  test('holds the client until the server has acted on the cancel, though the query ended before it arrived', async () => {
     const cancel = await abandonWithHeldCancel(200);
     // The abandoned query ran to its end: the cancel is still on its way.
     await waitFor(async () => ((await running(db.name, ABANDONED)) ? undefined : true), 'the abandoned query to end');
@@ -148,7 +150,7 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     await everyClientBack();
   });
 
-  it('closes the connection instead of reusing it when the cancel is not confirmed in time', async () => {
+  test('closes the connection instead of reusing it when the cancel is not confirmed in time', async () => {
     const cancel = await abandonWithHeldCancel(200);
     const connectionsBefore = proxy.accepted;
     const innocent = await innocentAtTheWorstMoment();
@@ -166,7 +168,7 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     await everyClientBack();
   });
 
-  it('reuses the connection when the cancel never reached the server (its connection was dropped)', async () => {
+  test('reuses the connection when the cancel never reached the server (its connection was dropped)', async () => {
     const cancel = await abandonWithHeldCancel(300);
     cancel.drop();
     // Not cancelled: the query runs to its end, then the client goes back.
@@ -176,7 +178,7 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     await everyClientBack();
   });
 
-  it('waits for the cancelled query to end too: the server confirmed the cancel before its ReadyForQuery came', async () => {
+  test('waits for the cancelled query to end too: the server confirmed the cancel before its ReadyForQuery came', async () => {
     probe.reset();
     const readyForQuery = proxy.holdReadyForQueryAfterError();
     const request = await requestToHangUp(app, '/sleep/30000');

@@ -8,7 +8,7 @@ import { ConnectionScope, getPoolToken, PoolModule } from '../lib/index.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { FirstService, SecondService } from './support/pid-services.js';
 import { freePort } from './support/free-port.js';
-import { SERVICES, whenReachable, type ServiceName } from './support/services.js';
+import { SERVICES, whenAvailable } from './support/services.js';
 
 // Of this process: Redis channels and RabbitMQ queues are shared by everyone on the machine.
 const PATTERN = `npp-test-pids-${process.pid}`;
@@ -34,7 +34,7 @@ const SETUPS: Setup[] = ['standalone', 'hybrid, microservices started before lis
 interface TransportCase {
   name: string;
   /** A service of the machine the transport needs, beside PostgreSQL. */
-  service?: ServiceName;
+  service?: keyof typeof SERVICES;
   options(): Promise<MicroserviceOptions & { transport: Transport }>;
 }
 
@@ -58,7 +58,7 @@ const TRANSPORTS: TransportCase[] = [
 const CASES = TRANSPORTS.flatMap((transport) => SETUPS.map((setup) => [transport.name, setup, transport] as const));
 
 describe.each(CASES)('microservice handlers over %s (%s)', (name, setup, { service, options }) => {
-  const test = service ? whenReachable(service, `microservice handlers over ${name}`) : it;
+  const test = service ? whenAvailable(service, `microservice handlers over ${name}`) : it;
   let db: TestDatabase;
   let app: INestApplication | INestMicroservice;
   let client: ClientProxy;

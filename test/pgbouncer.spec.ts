@@ -16,6 +16,7 @@ import {
 import { createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
 import { createHttpApp, requestToHangUp } from './support/http-app.js';
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { whenAvailable } from './support/services.js';
 import { Probe } from './support/probe.js';
 import { expectNoOpenTransaction } from './support/transactions.js';
 
@@ -140,6 +141,7 @@ class SleepController {
 }
 
 describe('behind PgBouncer in transaction mode', () => {
+  const test = whenAvailable('pgbouncer', 'PgBouncer suite');
   let db: TestDatabase;
   let bouncer: PgBouncer;
 
@@ -167,7 +169,7 @@ describe('behind PgBouncer in transaction mode', () => {
   const serverConnections = async (): Promise<number> =>
     Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db.name])).rows[0].n);
 
-  it('serves every request of instances that together ask for more connections than the server pool', async () => {
+  test('serves every request of instances that together ask for more connections than the server pool', async () => {
     const instances = await Promise.all([startInstance(), startInstance(), startInstance()]);
     try {
       let peak = 0;
@@ -246,7 +248,7 @@ describe('behind PgBouncer in transaction mode', () => {
     const labels = async (table: 'items' | 'orders' | 'ledger'): Promise<string[]> =>
       (await db.query<{ label: string }>(`SELECT label FROM ${table} ORDER BY label`)).rows.map((row) => row.label);
 
-    it('hands the client back after a request that ran several queries and threw', async () => {
+    test('hands the client back after a request that ran several queries and threw', async () => {
       const before = stats.get();
       await http().get('/several-then-throw').expect(500);
       expect(await labels('items')).toEqual(['autocommitted']);
@@ -256,13 +258,13 @@ describe('behind PgBouncer in transaction mode', () => {
       expect(after).toMatchObject({ inUse: 0, waiting: 0 });
     });
 
-    it('rolls back a transaction a request opened by hand and threw in, freeing its server connection', async () => {
+    test('rolls back a transaction a request opened by hand and threw in, freeing its server connection', async () => {
       await http().get('/begin-then-throw').expect(500);
       expect(await labels('items')).toEqual([]);
       expect(stats.get()).toMatchObject({ inUse: 0, waiting: 0 });
     });
 
-    it('connection.transaction() commits: every statement on one server backend, the rows visible afterwards', async () => {
+    test('connection.transaction() commits: every statement on one server backend, the rows visible afterwards', async () => {
       const seen = await connection.transaction(async (tx) => {
         const sql = 'INSERT INTO items (label) VALUES ($1) RETURNING pg_backend_pid() AS pid, txid_current()::text AS txid';
         const first = await connection.query<Seen>(sql, ['one']);
@@ -273,7 +275,7 @@ describe('behind PgBouncer in transaction mode', () => {
       expect(await labels('items')).toEqual(['one', 'two']);
     });
 
-    it('connection.transaction() rolls back when the work throws, and rethrows its error', async () => {
+    test('connection.transaction() rolls back when the work throws, and rethrows its error', async () => {
       const failure = new Error('work failed');
       await expect(
         connection.transaction(async () => {
@@ -285,7 +287,7 @@ describe('behind PgBouncer in transaction mode', () => {
       expect(await labels('items')).toEqual([]);
     });
 
-    it('a savepoint inside a transaction undoes its own work alone', async () => {
+    test('a savepoint inside a transaction undoes its own work alone', async () => {
       await connection.transaction(async () => {
         await connection.query("INSERT INTO items (label) VALUES ('before')");
         const inner = connection.transaction(async (savepoint) => {
@@ -299,7 +301,7 @@ describe('behind PgBouncer in transaction mode', () => {
       expect(await labels('items')).toEqual(['before', 'kept']);
     });
 
-    it('@Transactional() on two services in one HTTP request commits both in one server transaction', async () => {
+    test('@Transactional() on two services in one HTTP request commits both in one server transaction', async () => {
       const { body } = await http().post('/orders/first').expect(201);
       const [order, booking] = body as Seen[];
       expect(booking).toEqual(order);
@@ -307,14 +309,14 @@ describe('behind PgBouncer in transaction mode', () => {
       expect(await labels('ledger')).toEqual(['first']);
     });
 
-    it('@Transactional() on two services in one HTTP request rolls both back when the second throws', async () => {
+    test('@Transactional() on two services in one HTTP request rolls both back when the second throws', async () => {
       const { body } = await http().post('/orders/second?fail=ledger').expect(409);
       expect(body.message).toBe('second rejected by the ledger');
       expect(await labels('orders')).toEqual([]);
       expect(await labels('ledger')).toEqual([]);
     });
 
-    it('pingCheck and poolCheck report up through PgBouncer', async () => {
+    test('pingCheck and poolCheck report up through PgBouncer', async () => {
       const { body } = await http().get('/health').expect(200);
       expect(body.status).toBe('ok');
       expect(body.details.database).toEqual({ status: 'up', responseTime: expect.any(Number) });
@@ -323,7 +325,7 @@ describe('behind PgBouncer in transaction mode', () => {
       expect((await indicator.pingCheck('direct', { timeout: 2000 })).direct.status).toBe('up');
     });
 
-    it('leaves, after all of it, no client checked out and no server backend idle in transaction', async () => {
+    test('leaves, after all of it, no client checked out and no server backend idle in transaction', async () => {
       const { acquired, released, inUse, waiting } = stats.get();
       expect({ inUse, waiting, outstanding: acquired - released }).toEqual({ inUse: 0, waiting: 0, outstanding: 0 });
       await expectNoOpenTransaction(pool, db.name);
@@ -355,7 +357,7 @@ describe('behind PgBouncer in transaction mode', () => {
 
     // The cancel must keep its socket open until the server closes it: PgBouncer 1.18 drops a
     // half-closed CancelRequest, or forwards it and exits on "bad client state" (pgbouncer#801).
-    it('cancels the query of a request whose HTTP client hung up, and PgBouncer stays up', async () => {
+    test('cancels the query of a request whose HTTP client hung up, and PgBouncer stays up', async () => {
       // Several times over: the race in PgBouncer lets a cancel through unharmed now and then.
       for (let attempt = 1; attempt <= 5; attempt++) {
         probe.reset();

@@ -7,6 +7,7 @@ import { getPoolToken, InjectConnection, PoolConnection, PoolModule, ReadFromRep
 import { waitFor } from './support/database.js';
 import { createHttpApp } from './support/http-app.js';
 import { PgCluster } from './support/pg-cluster.js';
+import { whenAvailable } from './support/services.js';
 
 const WHERE = 'SELECT pg_is_in_recovery() AS replica';
 
@@ -73,6 +74,7 @@ class ItemsController {
 }
 
 describe('read replicas (own primary and streaming replica)', () => {
+  const test = whenAvailable('pg_basebackup', 'read replicas');
   let primary: PgCluster;
   let replica: PgCluster;
   let app: INestApplication;
@@ -107,29 +109,29 @@ describe('read replicas (own primary and streaming replica)', () => {
     return pool.totalCount - pool.idleCount;
   };
 
-  it('sends reads of a replica connection and of @ReadFromReplica() methods to the replica, others to the primary', async () => {
+  test('sends reads of a replica connection and of @ReadFromReplica() methods to the replica, others to the primary', async () => {
     await http().get('/replica-connection').expect(200, 'true');
     await http().get('/marked').expect(200, 'true');
     await http().get('/primary-connection').expect(200, 'false');
     expect(checkedOut()).toBe(0);
   });
 
-  it('sends writes to the primary and keeps the request reading its own writes there', async () => {
+  test('sends writes to the primary and keeps the request reading its own writes there', async () => {
     const { body } = await http().post('/write-then-read').expect(201);
     expect(body).toEqual({ replica: false, seen: 1 });
   });
 
-  it('reads inside a transaction from the primary', async () => {
+  test('reads inside a transaction from the primary', async () => {
     await http().get('/in-transaction').expect(200, 'false');
     expect(checkedOut()).toBe(0);
   });
 
-  it('reports the replicas as up', async () => {
+  test('reports the replicas as up', async () => {
     const result = await app.get(PoolHealthIndicator).replicaCheck('replicas');
     expect(result.replicas).toMatchObject({ status: 'up', replicas: [{ name: 'default (replica 1)', up: true }] });
   });
 
-  it('falls back to the primary while the replica is down, shows it in health, and returns to it afterwards', async () => {
+  test('falls back to the primary while the replica is down, shows it in health, and returns to it afterwards', async () => {
     await replica.stop('fast');
     await http().get('/replica-connection').expect(200, 'false');
     await http().get('/marked').expect(200, 'false');

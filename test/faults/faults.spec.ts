@@ -5,6 +5,7 @@ import { AppProcess } from './support/app-process.js';
 import { FaultFigures } from './support/figures.js';
 import { Load, send, tally, type Outcome } from './support/load.js';
 import { PgCluster } from '../support/pg-cluster.js';
+import { whenAvailable } from '../support/services.js';
 
 // The fault suite: the application runs in a child process (a crash is an
 // exit), load comes over HTTP, faults are injected with a throwaway
@@ -91,6 +92,7 @@ afterAll(() => {
 });
 
 describe('database restart under load (own cluster)', () => {
+  const test = whenAvailable('server binaries', 'database restart under load');
   let cluster: PgCluster;
   beforeAll(async () => {
     cluster = await PgCluster.create();
@@ -99,7 +101,7 @@ describe('database restart under load (own cluster)', () => {
   });
   afterAll(() => cluster?.destroy());
 
-  it.each([
+  test.each([
     ['fast', 'pg_ctl stop -m fast: every session terminated, clean shutdown'],
     ['immediate', 'pg_ctl stop -m immediate: the server dies as in a crash'],
   ] as const)('%s: fails fast during the outage and recovers without a restart (%s)', async (mode, _how) => {

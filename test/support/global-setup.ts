@@ -1,37 +1,49 @@
-import { connect } from 'node:net';
+import { EmbeddedPostgres } from '../../sample-app/databases/embedded-postgres.ts';
+import { accepts, probeNeeds } from './services.ts';
 
-// Jest's globalSetup: runs once before the suites, compiled on its own (no
-// module mapping), so this file imports nothing of the project's.
+// Jest's globalSetup and globalTeardown run in its parent process, before
+// and after every suite; the workers it starts in between inherit the
+// environment set here. Jest resolves no module mapping for them, hence the
+// imports by file name.
 
-/** Services of the machine that suites use beside PostgreSQL. */
-export const SERVICES = {
-  redis: { host: '127.0.0.1', port: 6379 },
-  rabbitmq: { host: '127.0.0.1', port: 5672 },
-} as const;
-export type ServiceName = keyof typeof SERVICES;
-
-/** Set for the workers: the services that did not accept a connection (see services.ts). */
-export const UNREACHABLE = 'NPP_TEST_UNREACHABLE_SERVICES';
-
-/** Probes every service; outside CI, records the unreachable ones. In CI they fail the run. */
-export default async function globalSetup(): Promise<void> {
-  const unreachable: ServiceName[] = [];
-  for (const name of Object.keys(SERVICES) as ServiceName[]) {
-    if (!(await accepts(SERVICES[name]))) unreachable.push(name);
-  }
-  if (unreachable.length > 0 && process.env.CI === 'true') {
-    throw new Error(`CI needs ${unreachable.map((name) => `${name} on ${SERVICES[name].host}:${SERVICES[name].port}`).join(' and ')}`);
-  }
-  process.env[UNREACHABLE] = unreachable.join(',');
+declare global {
+  // The server global-setup.ts started, for global-teardown.ts to stop.
+  var nppEmbeddedPostgres: EmbeddedPostgres | undefined;
 }
 
-function accepts({ host, port }: { host: string; port: number }): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port, timeout: 1000 });
-    const settle = (reachable: boolean): void => {
-      socket.destroy();
-      resolve(reachable);
-    };
-    socket.once('connect', () => settle(true)).once('timeout', () => settle(false)).once('error', () => settle(false));
+export default async function globalSetup(): Promise<void> {
+  await provideServer();
+  await probeNeeds();
+}
+
+/**
+ * The PostgreSQL the suites run against: DATABASE_URL when set, else the
+ * server of the PG* variables (default 127.0.0.1:5432) when it answers, else
+ * an embedded one of the run's own, with a password (scram-sha-256), whose
+ * settings go to the workers as PG* variables. TEST_POSTGRES_PACKAGE (the
+ * entry file of an `embedded-postgres` binary package of another major, as
+ * `.ci/pg-major.sh` prints it) makes the embedded server the one under test
+ * whatever else answers: CI's PostgreSQL matrix.
+ */
+async function provideServer(): Promise<void> {
+  const packageName = process.env.TEST_POSTGRES_PACKAGE;
+  let why = `TEST_POSTGRES_PACKAGE=${packageName}`;
+  if (!packageName) {
+    if (process.env.DATABASE_URL) return;
+    const host = process.env.PGHOST ?? '127.0.0.1';
+    const port = Number(process.env.PGPORT ?? 5432);
+    if (host.startsWith('/') || (await accepts({ host, port }))) return;
+    why = `no DATABASE_URL and no PostgreSQL on ${host}:${port}`;
+  }
+  const server = await EmbeddedPostgres.start(packageName);
+  globalThis.nppEmbeddedPostgres = server;
+  delete process.env.DATABASE_URL;
+  Object.assign(process.env, {
+    PGHOST: server.host,
+    PGPORT: String(server.port),
+    PGUSER: server.user,
+    PGPASSWORD: server.password,
+    PGDATABASE: 'postgres',
   });
+  process.stdout.write(`\n[postgres] ${why}: the suites run against an embedded PostgreSQL ${server.version} on ${server.host}:${server.port} (scram-sha-256)\n`);
 }

@@ -1,37 +1,16 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { queryOnce } from './database.js';
 import { freePort } from './free-port.js';
+import { serverBinDir } from './services.js';
 
 const run = promisify(execFile);
 const OS_USER = 'postgres';
-
-/**
- * Folder of the PostgreSQL server binaries: PG_BIN when set, else Debian's
- * /usr/lib/postgresql/<newest version>/bin, else `pg_config --bindir`.
- */
-async function binDir(): Promise<string> {
-  if (process.env.PG_BIN) return process.env.PG_BIN;
-  const debian = '/usr/lib/postgresql';
-  if (existsSync(debian)) {
-    const versions = (await readdir(debian)).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
-    const found = versions.map((v) => join(debian, v, 'bin')).find((dir) => existsSync(join(dir, 'initdb')));
-    if (found) return found;
-  }
-  try {
-    const { stdout } = await run('pg_config', ['--bindir']);
-    if (existsSync(join(stdout.trim(), 'initdb'))) return stdout.trim();
-  } catch {
-    // no pg_config either
-  }
-  throw new Error('throwaway clusters need the PostgreSQL server binaries (initdb, pg_ctl): set PG_BIN to their folder');
-}
 
 /**
  * A throwaway PostgreSQL cluster of a suite's own, to stop and start
@@ -93,7 +72,7 @@ export class PgCluster {
 
   /** A folder the server's OS user owns, a free port, `fill` to lay the data folder, then a start. */
   private static async make(fill: (cluster: PgCluster) => Promise<void>): Promise<PgCluster> {
-    const bin = await binDir();
+    const bin = await serverBinDir();
     const root = await mkdtemp(join(tmpdir(), 'npp-pg-'));
     try {
       if (isRoot()) {
