@@ -62,7 +62,12 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
     for (const file of ['', 'users.txt', 'pgbouncer.ini']) chownSync(join(dir, file), uid, gid);
   }
   const command = asRoot ? ['runuser', '-u', 'postgres', '--', 'pgbouncer'] : ['pgbouncer'];
-  execFileSync(command[0], [...command.slice(1), '-d', join(dir, 'pgbouncer.ini')]);
+  try {
+    execFileSync(command[0], [...command.slice(1), '-d', join(dir, 'pgbouncer.ini')]);
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const pid = await waitFor(async () => {
     try {
       const written = Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8'));
