@@ -144,6 +144,20 @@ async function postInTwoParts(app: INestApplication, body: object): Promise<{ st
   });
 }
 
+/** Middleware the application mounts itself with `app.use()`, before the module's: it notes whether it ran in a scope. */
+function markAppUseScoped(request: { appUseScoped?: boolean }, _response: unknown, next: () => void): void {
+  request.appUseScoped = ConnectionScope.current() !== undefined;
+  next();
+}
+
+@Controller('app-use')
+class AppUseController {
+  @Get()
+  scoped(@Req() request: { appUseScoped?: boolean; raw?: { appUseScoped?: boolean } }): { scoped: boolean } {
+    return { scoped: (request.raw ?? request).appUseScoped === true };
+  }
+}
+
 @Controller({ path: 'per-request', scope: Scope.REQUEST })
 class RequestScopedController {
   constructor(private readonly service: PidService) {}
@@ -164,10 +178,11 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
     app = await createHttpApp(
       {
         imports: [PoolModule.forRoot({ ...db.options, max: 5 }), MiddlewareModule],
-        controllers: [BodyController, GuardedController, RequestScopedController],
+        controllers: [BodyController, GuardedController, RequestScopedController, AppUseController],
         providers: [PidService, QueryingGuard],
       },
       adapter,
+      (created) => created.use(markAppUseScoped),
     );
     pool = app.get<Pool>(getPoolToken());
   });
@@ -223,8 +238,11 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
     expect(checkedOut()).toBe(0);
   });
 
-  it('opens the scopes of requests through the server at the server (the fast path, which relies on Nest attaching the platform before configure())', () => {
+  it('opens the scopes of requests through the server at the server (the fast path, which relies on Nest attaching the platform before configure())', async () => {
     expect(isServerScoped(app.getHttpServer())).toBe(true);
+    // So middleware mounted with app.use(), which come before the module's own, run in the scope too.
+    const { body } = await supertest(app.getHttpServer()).get('/app-use').expect(200);
+    expect(body).toEqual({ scoped: true });
   });
 
   describe(adapter === 'fastify' ? 'through app.inject()' : 'through the Express app handed to a server of its own', () => {

@@ -8,7 +8,8 @@ import type { DatabaseError, PoolClient } from 'pg';
 interface ClientInternals {
   _txStatus?: 'I' | 'T' | 'E' | null;
   processID?: number | null;
-  secretKey?: number | null;
+  /** A number under protocol 3.0; whatever a later node-postgres makes of a longer key otherwise. */
+  secretKey?: unknown;
   connectionParameters?: { host: string; port: number };
   /** False from sending a query until the server's ReadyForQuery for it. */
   readyForQuery?: boolean;
@@ -55,12 +56,20 @@ export interface BackendKey {
   secretKey: number;
 }
 
-/** What a CancelRequest for this client's backend needs, or undefined before the handshake. */
+/**
+ * What a CancelRequest for this client's backend needs, or undefined before
+ * the handshake. node-postgres 8 speaks protocol 3.0, under which every
+ * server, PostgreSQL 18 included, sends a 4-byte secret key; under protocol
+ * 3.2 PostgreSQL 18 sends longer ones, which the 16-byte CancelRequest built
+ * here cannot carry: such a key counts as none (no cancel is sent, and a
+ * cancelled query's client then waits for the query to end).
+ */
 export function backendKeyOf(client: PoolClient): BackendKey | undefined {
   const internals = client as unknown as ClientInternals;
   const params = internals.connectionParameters;
-  if (!params || internals.processID == null || internals.secretKey == null) return undefined;
-  return { host: params.host, port: params.port, processID: internals.processID, secretKey: internals.secretKey };
+  const { processID, secretKey } = internals;
+  if (!params || typeof processID !== 'number' || !Number.isInteger(secretKey)) return undefined;
+  return { host: params.host, port: params.port, processID, secretKey: secretKey as number };
 }
 
 // SQLSTATEs that come with the end of the session: class 08 (connection
