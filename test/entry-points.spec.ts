@@ -29,11 +29,19 @@ describe('entry points and optional peers', () => {
     peerDependenciesMeta: Record<string, { optional?: boolean }>;
   };
 
-  it('the main entry loads neither @nestjs/terminus nor prom-client', () => {
+  it('the main entry loads none of @nestjs/terminus, prom-client and @opentelemetry/api', () => {
     const { files, packages } = importGraph('lib/index.ts');
     expect(packages).not.toContain('@nestjs/terminus');
     expect(packages).not.toContain('prom-client');
-    expect(files.filter((file) => file.startsWith('lib/health/') || file.startsWith('lib/metrics/'))).toEqual([]);
+    expect(packages).not.toContain('@opentelemetry/api');
+    expect(files.filter((file) => /^lib\/(health|metrics|otel)\//.test(file))).toEqual([]);
+  });
+
+  it('the otel entry needs @opentelemetry/api alone of the optional peers', () => {
+    const { packages } = importGraph('lib/otel/index.ts');
+    expect(packages).toContain('@opentelemetry/api');
+    expect(packages).not.toContain('prom-client');
+    expect(packages).not.toContain('@nestjs/terminus');
   });
 
   it('the health entry needs @nestjs/terminus, not prom-client; the metrics entry the reverse', () => {
@@ -43,10 +51,12 @@ describe('entry points and optional peers', () => {
     expect(importGraph('lib/metrics/index.ts').packages).not.toContain('@nestjs/terminus');
   });
 
-  it('package.json maps the subpaths to the built entries and marks both peers optional', () => {
+  it('package.json maps the subpaths to the built entries and marks the peers optional', () => {
     expect(pkg.exports['./health']).toEqual({ types: './dist/health/index.d.ts', default: './dist/health/index.js' });
     expect(pkg.exports['./metrics']).toEqual({ types: './dist/metrics/index.d.ts', default: './dist/metrics/index.js' });
+    expect(pkg.exports['./otel']).toEqual({ types: './dist/otel/index.d.ts', default: './dist/otel/index.js' });
     expect(pkg.peerDependenciesMeta['@nestjs/terminus']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['prom-client']).toEqual({ optional: true });
+    expect(pkg.peerDependenciesMeta['@opentelemetry/api']).toEqual({ optional: true });
   });
 });

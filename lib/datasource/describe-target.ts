@@ -8,17 +8,23 @@ const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-p
   config: PoolConfig,
 ) => { user: string; host: string; port: number; database: string };
 
+/** Where a pool's configuration connects, as pg reads it; undefined for an unparsable connection string. */
+export function connectionTarget(config: PoolConfig): { user: string; host: string; port: number; database: string } | undefined {
+  try {
+    const { user, host, port, database } = new ConnectionParameters(config);
+    return { user, host, port, database };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * `user@host:port/database` of a pool's configuration, for logs and errors.
  * Never includes the password or the connection string as given.
  */
 export function describeTarget(config: PoolConfig): string {
-  try {
-    const params = new ConnectionParameters(config);
-    return `${params.user}@${params.host}:${params.port}/${params.database}`;
-  } catch {
-    return 'an unparsable connection string';
-  }
+  const target = connectionTarget(config);
+  return target ? `${target.user}@${target.host}:${target.port}/${target.database}` : 'an unparsable connection string';
 }
 
 /** Removes the password of `config` wherever it may appear in `text`. */

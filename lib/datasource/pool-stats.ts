@@ -77,6 +77,12 @@ class DurationHistogram {
   }
 }
 
+/** Told of each checkout and hand-back as it happens, durations in milliseconds (see PoolStatsRecorder.observe()). */
+export interface PoolStatsObserver {
+  acquired(waitMilliseconds: number): void;
+  released(heldMilliseconds: number): void;
+}
+
 /**
  * The counters of one datasource. The datasource calls the `record*` methods
  * on every checkout and hand-back, so they only add numbers; reading them
@@ -91,6 +97,7 @@ export class PoolStatsRecorder {
   private errors = 0;
   private readonly acquireWait = new DurationHistogram();
   private readonly holdTime = new DurationHistogram();
+  private readonly observers = new Set<PoolStatsObserver>();
 
   constructor(
     private readonly name: string,
@@ -107,11 +114,19 @@ export class PoolStatsRecorder {
   recordAcquired(waitMilliseconds: number): void {
     this.acquired++;
     this.acquireWait.record(waitMilliseconds);
+    for (const observer of this.observers) observer.acquired(waitMilliseconds);
   }
 
   recordReleased(heldMilliseconds: number): void {
     this.released++;
     this.holdTime.record(heldMilliseconds);
+    for (const observer of this.observers) observer.released(heldMilliseconds);
+  }
+
+  /** Tells `observer` of every later checkout and hand-back, until the returned function is called. */
+  observe(observer: PoolStatsObserver): () => void {
+    this.observers.add(observer);
+    return () => void this.observers.delete(observer);
   }
 
   /** A request for a connection gave up waiting. */

@@ -1,0 +1,3 @@
+// Entry `nestjs-pg-pool/otel`: kept apart from the main entry so that only
+// applications that use it need @opentelemetry/api installed.
+export { PoolTelemetryModule, type PoolTelemetryModuleOptions } from './pool-telemetry.module.js';
