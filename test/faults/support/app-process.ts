@@ -32,15 +32,25 @@ export class AppProcess {
   }
 
   static async start(config: FaultAppConfig): Promise<AppProcess> {
-    const env: NodeJS.ProcessEnv = { ...process.env, FAULT_APP_CONFIG: JSON.stringify(config) };
+    return AppProcess.spawn(APP, config);
+  }
+
+  /**
+   * Another application of the suites, run the same way: `app` (a .ts file)
+   * gets `config` as JSON in APP_CONFIG, after the modules of `imports` (as
+   * `node --import`), and prints `{"listening":<port>}` once it serves.
+   */
+  static async spawn(app: string, config: unknown, imports: string[] = []): Promise<AppProcess> {
+    const env: NodeJS.ProcessEnv = { ...process.env, APP_CONFIG: JSON.stringify(config) };
     delete env.NODE_OPTIONS; // Jest's --experimental-vm-modules is not wanted there
-    const child = spawn(process.execPath, ['--import', LOADER, APP], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const preload = [LOADER, ...imports].flatMap((module) => ['--import', module]);
+    const child = spawn(process.execPath, [...preload, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const output: string[] = [];
     const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`fault app did not start within ${START_TIMEOUT_MS} ms:\n${output.join('\n')}`));
+        reject(new Error(`${app} did not start within ${START_TIMEOUT_MS} ms:\n${output.join('\n')}`));
       }, START_TIMEOUT_MS);
       const onLine = (line: string): void => {
         output.push(line);
@@ -54,7 +64,7 @@ export class AppProcess {
       lines(child.stderr!, onLine);
       void exited.then((exit) => {
         clearTimeout(timer);
-        reject(new Error(`fault app exited (${JSON.stringify(exit)}) before serving:\n${output.join('\n')}`));
+        reject(new Error(`${app} exited (${JSON.stringify(exit)}) before serving:\n${output.join('\n')}`));
       });
     });
     return new AppProcess(child, port, output, exited);

@@ -1,7 +1,7 @@
 /**
  * The application the fault suite attacks, run in a child process of its own
  * (see app-process.ts) so that a crash is a process exit the suite can count,
- * and shutdown is a real SIGTERM. Configured by FAULT_APP_CONFIG (JSON);
+ * and shutdown is a real SIGTERM. Configured by APP_CONFIG (JSON);
  * prints `{"listening":PORT}` once it serves.
  */
 import {
@@ -126,7 +126,7 @@ class FaultController {
 }
 
 async function main(): Promise<void> {
-  const config = JSON.parse(process.env.FAULT_APP_CONFIG ?? '{}') as FaultAppConfig;
+  const config = JSON.parse(process.env.APP_CONFIG ?? '{}') as FaultAppConfig;
 
   @Module({ imports: [PoolModule.forRoot(config.pool)], controllers: [FaultController] })
   class FaultAppModule {}
