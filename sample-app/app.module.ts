@@ -1,10 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { Registry } from 'prom-client';
-// In an application these come from 'nestjs-pg-pool', 'nestjs-pg-pool/health' and 'nestjs-pg-pool/metrics'.
+// In an application these come from 'nestjs-pg-pool', 'nestjs-pg-pool/health', 'nestjs-pg-pool/metrics' and 'nestjs-pg-pool/otel'.
 import { PoolModule } from '../lib/index.js';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import { PoolMetricsModule } from '../lib/metrics/index.js';
+import { PoolTelemetryModule } from '../lib/otel/index.js';
 import { AUDIT_DATASOURCE } from './app.constants.js';
 import { AuditController } from './audit/audit.controller.js';
 import { AuditService } from './audit/audit.service.js';
@@ -30,6 +31,8 @@ export class AppModule {
         PoolModule.forRoot({ name: AUDIT_DATASOURCE, connectionString: databases.audit, max: 5, application_name: APPLICATION_NAME }),
         TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
         PoolMetricsModule.forRoot({ registry }),
+        // Reports through the global MeterProvider: a no-op unless SAMPLE_TELEMETRY started an SDK (telemetry.ts).
+        PoolTelemetryModule.forRoot(),
       ],
       controllers: [NotesController, AuditController, HealthController, MetricsController, SlowController],
       providers: [NotesService, AuditService, PoolHealthIndicator, { provide: Registry, useValue: registry }],

@@ -8,6 +8,7 @@ import {
   DB_CLIENT_CONNECTION_STATE_VALUE_IDLE,
   DB_CLIENT_CONNECTION_STATE_VALUE_USED,
   METRIC_DB_CLIENT_CONNECTION_COUNT,
+  METRIC_DB_CLIENT_CONNECTION_CREATE_TIME,
   METRIC_DB_CLIENT_CONNECTION_IDLE_MAX,
   METRIC_DB_CLIENT_CONNECTION_IDLE_MIN,
   METRIC_DB_CLIENT_CONNECTION_MAX,
@@ -36,6 +37,7 @@ const UNITS: Record<string, string> = {
   [METRIC_DB_CLIENT_CONNECTION_MAX]: '{connection}',
   [METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS]: '{request}',
   [METRIC_DB_CLIENT_CONNECTION_TIMEOUTS]: '{timeout}',
+  [METRIC_DB_CLIENT_CONNECTION_CREATE_TIME]: 's',
   [METRIC_DB_CLIENT_CONNECTION_WAIT_TIME]: 's',
   [METRIC_DB_CLIENT_CONNECTION_USE_TIME]: 's',
 };
@@ -105,7 +107,7 @@ describe('OpenTelemetry pool metrics (nestjs-pg-pool/otel)', () => {
     expect(JSON.stringify([...metrics.values()])).not.toContain(secret);
   });
 
-  it('reads the pools at each collection and records every checkout and hand-back', async () => {
+  it('reads the pools at each collection and records every new connection, checkout and hand-back', async () => {
     const pool = { [ATTR_DB_CLIENT_CONNECTION_POOL_NAME]: 'default' };
     const used = { ...pool, [ATTR_DB_CLIENT_CONNECTION_STATE]: DB_CLIENT_CONNECTION_STATE_VALUE_USED };
     const held = await holdClient(context.get<PoolConnection>(getConnectionToken()));
@@ -122,6 +124,9 @@ describe('OpenTelemetry pool metrics (nestjs-pg-pool/otel)', () => {
     const stats = context.get(PoolStatsService).get();
     expect((value(after, METRIC_DB_CLIENT_CONNECTION_WAIT_TIME, pool) as { count: number }).count).toBe(stats.acquired);
     expect((value(after, METRIC_DB_CLIENT_CONNECTION_USE_TIME, pool) as { count: number }).count).toBe(stats.released);
+    const created = value(after, METRIC_DB_CLIENT_CONNECTION_CREATE_TIME, pool) as { count: number; sum: number };
+    expect(created.count).toBe(stats.created);
+    expect(created.sum).toBeGreaterThan(0);
   });
 
   it('counts a request that gave up waiting for a connection as a timeout', async () => {

@@ -17,6 +17,7 @@ import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
+import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
 import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
@@ -282,6 +283,15 @@ export const EXPERIMENTS: Contender[] = [
       app(
         [{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }, HoldUntilResponseCloses],
         [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })],
+      ),
+  },
+  {
+    id: 'x-otel-no-sdk',
+    label: '(1) with nestjs-pg-pool/otel imported, no OpenTelemetry SDK registered',
+    module: () =>
+      app(
+        [{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }],
+        [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 }), PoolTelemetryModule.forRoot()],
       ),
   },
   {

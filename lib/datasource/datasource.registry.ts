@@ -21,6 +21,8 @@ import { validatePoolOptions } from './pool-options.js';
 export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(POOL_LOGGER_CONTEXT);
   private readonly datasources = new Map<string, Datasource>();
+  /** What watchEach() calls for each datasource created from now on. */
+  private readonly watchers = new Set<(datasource: Datasource) => void>();
 
   /** Validates the options and creates the datasource; no connection is opened yet. */
   create(name: string, options: PoolModuleOptions): Datasource {
@@ -28,7 +30,24 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     if (this.datasources.has(name)) throw new DuplicateDatasourceError(name);
     const datasource = new Datasource(name, options, this.logger, this.createReplicaSet(name, options));
     this.datasources.set(name, datasource);
+    for (const watch of this.watchers) watch(datasource);
     return datasource;
+  }
+
+  /**
+   * Calls `watch` for every datasource, those there now and those created
+   * later, until the returned function is called, which also calls what each
+   * `watch` returned. Called as providers are created, it sees every
+   * datasource before its first connection (the check of onModuleInit()).
+   */
+  watchEach(watch: (datasource: Datasource) => () => void): () => void {
+    const stops = this.all().map(watch);
+    const watcher = (datasource: Datasource): void => void stops.push(watch(datasource));
+    this.watchers.add(watcher);
+    return () => {
+      this.watchers.delete(watcher);
+      for (const stop of stops) stop();
+    };
   }
 
   get(name: string): Datasource {

@@ -22,6 +22,7 @@ import {
 import { delay } from '../pool.utils.js';
 import type { ReplicaSet } from '../replication/replica-set.js';
 import { AvailabilityLog } from './availability-log.js';
+import { timedClientClass } from './connect-time.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 
@@ -88,6 +89,8 @@ export class Datasource {
       keepAlive: true,
       connectionTimeoutMillis: DEFAULT_ACQUIRE_TIMEOUT_MS,
       ...poolConfig,
+      // pg's typings give the option a narrower class than pg.Client, which the pool is made with by default.
+      Client: timedClientClass(poolConfig.Client as typeof pg.Client | undefined) as unknown as pg.PoolConfig['Client'],
     });
     this.max = this.pool.options.max;
     this.target = describeTarget(poolConfig);

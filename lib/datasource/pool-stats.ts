@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { connectMillis } from './connect-time.js';
 
 /**
  * Upper bounds, in seconds, of the buckets of the acquire-wait and hold-time
@@ -77,8 +78,9 @@ class DurationHistogram {
   }
 }
 
-/** Told of each checkout and hand-back as it happens, durations in milliseconds (see PoolStatsRecorder.observe()). */
+/** Told of each new connection, checkout and hand-back as it happens, durations in milliseconds (see PoolStatsRecorder.observe()). */
 export interface PoolStatsObserver {
+  connected(connectMilliseconds: number): void;
   acquired(waitMilliseconds: number): void;
   released(heldMilliseconds: number): void;
 }
@@ -103,7 +105,11 @@ export class PoolStatsRecorder {
     private readonly name: string,
     private readonly pool: pg.Pool,
   ) {
-    pool.on('connect', () => void this.created++);
+    pool.on('connect', (client) => {
+      this.created++;
+      const millis = connectMillis(client);
+      if (millis !== undefined) for (const observer of this.observers) observer.connected(millis);
+    });
     pool.on('remove', () => void this.destroyed++);
     // An idle connection that failed; the datasource logs it.
     pool.on('error', () => void this.errors++);

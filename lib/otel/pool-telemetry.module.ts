@@ -1,10 +1,10 @@
-import { Inject, Injectable, Module, type DynamicModule, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Module, type DynamicModule, type OnModuleDestroy } from '@nestjs/common';
 import { metrics, type MeterProvider } from '@opentelemetry/api';
 import { DatasourceRegistry } from '../datasource/datasource.registry.js';
 import { reportPools } from './pool-telemetry.js';
 
 export interface PoolTelemetryModuleOptions {
-  /** Where the instruments are created. Default: the global `MeterProvider` (`metrics.getMeterProvider()`) at startup. */
+  /** Where the instruments are created. Default: the global `MeterProvider` (`metrics.getMeterProvider()`) as the application is created. */
   meterProvider?: MeterProvider;
 }
 
@@ -13,23 +13,21 @@ const POOL_TELEMETRY_OPTIONS = Symbol('PoolTelemetryOptions');
 /** The instruments' meter: the package's name. */
 const METER_NAME = 'nestjs-pg-pool';
 
-/** Starts reporting when the application starts and stops when it stops. */
+/**
+ * Starts reporting as the application's providers are created, before any
+ * datasource opens its first connection, and stops when the application stops.
+ */
 @Injectable()
-class PoolTelemetryRegistration implements OnModuleInit, OnModuleDestroy {
-  private stop: (() => void) | undefined;
+class PoolTelemetryRegistration implements OnModuleDestroy {
+  private readonly stop: () => void;
 
-  constructor(
-    @Inject(POOL_TELEMETRY_OPTIONS) private readonly options: PoolTelemetryModuleOptions,
-    private readonly registry: DatasourceRegistry,
-  ) {}
-
-  onModuleInit(): void {
-    const meter = (this.options.meterProvider ?? metrics.getMeterProvider()).getMeter(METER_NAME);
-    this.stop = reportPools(meter, () => this.registry.all());
+  constructor(@Inject(POOL_TELEMETRY_OPTIONS) options: PoolTelemetryModuleOptions, registry: DatasourceRegistry) {
+    const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(METER_NAME);
+    this.stop = reportPools(meter, registry);
   }
 
   onModuleDestroy(): void {
-    this.stop?.();
+    this.stop();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Attributes, BatchObservableResult, Histogram, Meter, Observable } from '@opentelemetry/api';
 import type { Datasource } from '../datasource/datasource.js';
+import type { DatasourceRegistry } from '../datasource/datasource.registry.js';
 import { connectionTarget } from '../datasource/describe-target.js';
 import { POOL_STATS_BUCKETS } from '../datasource/pool-stats.js';
 
@@ -10,12 +11,13 @@ const POOL_NAME = 'db.client.connection.pool.name';
 const STATE = 'db.client.connection.state';
 
 /**
- * Reports the pools of `datasources` through `meter` under the semantic
+ * Reports the pools of `registry`'s datasources through `meter` under the semantic
  * conventions' names: gauges read from the pools at each collection, and the
- * wait and use histograms recorded as each checkout and hand-back happens.
+ * create, wait and use histograms recorded as each connection, checkout and
+ * hand-back happens.
  * Returns the function that stops it.
  */
-export function reportPools(meter: Meter, datasources: () => Datasource[]): () => void {
+export function reportPools(meter: Meter, registry: DatasourceRegistry): () => void {
   const count = meter.createObservableUpDownCounter('db.client.connection.count', {
     unit: '{connection}',
     description: 'The number of connections that are currently in the state described by the state attribute.',
@@ -41,6 +43,11 @@ export function reportPools(meter: Meter, datasources: () => Datasource[]): () =
     description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.',
   });
   const advice = { explicitBucketBoundaries: [...POOL_STATS_BUCKETS] };
+  const createTime = meter.createHistogram('db.client.connection.create_time', {
+    unit: 's',
+    description: 'The time it took to create a new connection.',
+    advice,
+  });
   const waitTime = meter.createHistogram('db.client.connection.wait_time', {
     unit: 's',
     description: 'The time it took to obtain an open connection from the pool.',
@@ -54,7 +61,7 @@ export function reportPools(meter: Meter, datasources: () => Datasource[]): () =
 
   const observables: Observable[] = [count, idleMax, idleMin, max, pending, timeouts];
   const collect = (result: BatchObservableResult): void => {
-    for (const datasource of datasources()) {
+    for (const datasource of registry.all()) {
       const stats = datasource.stats.snapshot();
       const attributes = attributesOf(datasource);
       result.observe(count, stats.idle, { ...attributes, [STATE]: 'idle' });
@@ -67,16 +74,17 @@ export function reportPools(meter: Meter, datasources: () => Datasource[]): () =
     }
   };
   meter.addBatchObservableCallback(collect, observables);
-  const stopObserving = datasources().map((datasource) => recordDurations(datasource, waitTime, useTime));
+  const stopRecording = registry.watchEach((datasource) => recordDurations(datasource, { createTime, waitTime, useTime }));
   return () => {
     meter.removeBatchObservableCallback(collect, observables);
-    for (const stop of stopObserving) stop();
+    stopRecording();
   };
 }
 
-function recordDurations(datasource: Datasource, waitTime: Histogram, useTime: Histogram): () => void {
+function recordDurations(datasource: Datasource, { createTime, waitTime, useTime }: Record<'createTime' | 'waitTime' | 'useTime', Histogram>): () => void {
   const attributes = attributesOf(datasource);
   return datasource.stats.observe({
+    connected: (milliseconds) => createTime.record(milliseconds / 1000, attributes),
     acquired: (milliseconds) => waitTime.record(milliseconds / 1000, attributes),
     released: (milliseconds) => useTime.record(milliseconds / 1000, attributes),
   });

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type pg from 'pg';
 import { queryOnce } from './database.js';
 import { freePort } from './free-port.js';
-import { serverBinDir } from './services.js';
+import { serverBinDir } from './server-binaries.js';
 
 const run = promisify(execFile);
 const OS_USER = 'postgres';
