@@ -2,7 +2,7 @@ import type { Attributes, BatchObservableResult, Histogram, Meter, Observable } 
 import type { Datasource } from '../datasource/datasource.js';
 import type { DatasourceRegistry } from '../datasource/datasource.registry.js';
 import { connectionTarget } from '../datasource/describe-target.js';
-import { POOL_STATS_BUCKETS } from '../datasource/pool-stats.js';
+import { POOL_STATS_BUCKETS, type PoolStats, type PoolStatsObserver } from '../datasource/pool-stats.js';
 
 // The names of OpenTelemetry's semantic conventions for database client
 // connection pools (db.client.connection.*); a test checks them against
@@ -10,84 +10,115 @@ import { POOL_STATS_BUCKETS } from '../datasource/pool-stats.js';
 const POOL_NAME = 'db.client.connection.pool.name';
 const STATE = 'db.client.connection.state';
 
-/**
- * Reports the pools of `registry`'s datasources through `meter` under the semantic
- * conventions' names: gauges read from the pools at each collection, and the
- * create, wait and use histograms recorded as each connection, checkout and
- * hand-back happens.
- * Returns the function that stops it.
- */
-export function reportPools(meter: Meter, registry: DatasourceRegistry): () => void {
-  const count = meter.createObservableUpDownCounter('db.client.connection.count', {
+/** A figure read from the pool at each collection: one point per datasource, or one per state. */
+interface Gauge {
+  name: string;
+  kind: 'upDownCounter' | 'counter';
+  unit: string;
+  description: string;
+  points(stats: PoolStats): Array<[value: number, attributes?: Attributes]>;
+}
+
+const GAUGES: Gauge[] = [
+  {
+    name: 'db.client.connection.count',
+    kind: 'upDownCounter',
     unit: '{connection}',
     description: 'The number of connections that are currently in the state described by the state attribute.',
-  });
-  const idleMax = meter.createObservableUpDownCounter('db.client.connection.idle.max', {
+    points: (stats) => [
+      [stats.idle, { [STATE]: 'idle' }],
+      [stats.inUse, { [STATE]: 'used' }],
+    ],
+  },
+  {
+    name: 'db.client.connection.idle.max',
+    kind: 'upDownCounter',
     unit: '{connection}',
     description: 'The maximum number of idle open connections allowed (node-postgres keeps up to max idle).',
-  });
-  const idleMin = meter.createObservableUpDownCounter('db.client.connection.idle.min', {
+    points: (stats) => [[stats.max]],
+  },
+  {
+    name: 'db.client.connection.idle.min',
+    kind: 'upDownCounter',
     unit: '{connection}',
     description: 'The minimum number of idle open connections allowed.',
-  });
-  const max = meter.createObservableUpDownCounter('db.client.connection.max', {
+    points: (stats) => [[stats.min]],
+  },
+  {
+    name: 'db.client.connection.max',
+    kind: 'upDownCounter',
     unit: '{connection}',
     description: 'The maximum number of open connections allowed.',
-  });
-  const pending = meter.createObservableUpDownCounter('db.client.connection.pending_requests', {
+    points: (stats) => [[stats.max]],
+  },
+  {
+    name: 'db.client.connection.pending_requests',
+    kind: 'upDownCounter',
     unit: '{request}',
     description: 'The number of current pending requests for an open connection.',
-  });
-  const timeouts = meter.createObservableCounter('db.client.connection.timeouts', {
+    points: (stats) => [[stats.waiting]],
+  },
+  {
+    name: 'db.client.connection.timeouts',
+    kind: 'counter',
     unit: '{timeout}',
     description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.',
-  });
-  const advice = { explicitBucketBoundaries: [...POOL_STATS_BUCKETS] };
-  const createTime = meter.createHistogram('db.client.connection.create_time', {
-    unit: 's',
-    description: 'The time it took to create a new connection.',
-    advice,
-  });
-  const waitTime = meter.createHistogram('db.client.connection.wait_time', {
-    unit: 's',
-    description: 'The time it took to obtain an open connection from the pool.',
-    advice,
-  });
-  const useTime = meter.createHistogram('db.client.connection.use_time', {
-    unit: 's',
-    description: 'The time between borrowing a connection and returning it to the pool.',
-    advice,
-  });
+    points: (stats) => [[stats.acquireTimeouts]],
+  },
+];
 
-  const observables: Observable[] = [count, idleMax, idleMin, max, pending, timeouts];
+/** The durations recorded as they happen, in seconds, by the event of PoolStatsObserver that feeds each. */
+const DURATIONS: Record<keyof PoolStatsObserver, { name: string; description: string }> = {
+  connected: { name: 'db.client.connection.create_time', description: 'The time it took to create a new connection.' },
+  acquired: { name: 'db.client.connection.wait_time', description: 'The time it took to obtain an open connection from the pool.' },
+  released: { name: 'db.client.connection.use_time', description: 'The time between borrowing a connection and returning it to the pool.' },
+};
+
+/**
+ * Reports the pools of `registry`'s datasources through `meter` under the
+ * semantic conventions' names: gauges read from the pools at each
+ * collection, and the create, wait and use histograms recorded as each
+ * connection, checkout and hand-back happens. Returns the function that
+ * stops it.
+ */
+export function reportPools(meter: Meter, registry: DatasourceRegistry): () => void {
+  const gauges = GAUGES.map((gauge): [Gauge, Observable] => {
+    const options = { unit: gauge.unit, description: gauge.description };
+    return [gauge, gauge.kind === 'counter' ? meter.createObservableCounter(gauge.name, options) : meter.createObservableUpDownCounter(gauge.name, options)];
+  });
+  const observables = gauges.map(([, observable]) => observable);
   const collect = (result: BatchObservableResult): void => {
     for (const datasource of registry.all()) {
       const stats = datasource.stats.snapshot();
       const attributes = attributesOf(datasource);
-      result.observe(count, stats.idle, { ...attributes, [STATE]: 'idle' });
-      result.observe(count, stats.inUse, { ...attributes, [STATE]: 'used' });
-      result.observe(idleMax, stats.max, attributes);
-      result.observe(idleMin, stats.min, attributes);
-      result.observe(max, stats.max, attributes);
-      result.observe(pending, stats.waiting, attributes);
-      result.observe(timeouts, stats.acquireTimeouts, attributes);
+      for (const [gauge, observable] of gauges) {
+        for (const [value, more] of gauge.points(stats)) result.observe(observable, value, { ...attributes, ...more });
+      }
     }
   };
   meter.addBatchObservableCallback(collect, observables);
-  const stopRecording = registry.watchEach((datasource) => recordDurations(datasource, { createTime, waitTime, useTime }));
+
+  const advice = { explicitBucketBoundaries: [...POOL_STATS_BUCKETS] };
+  const histogram = (event: keyof PoolStatsObserver): Histogram => {
+    const { name, description } = DURATIONS[event];
+    return meter.createHistogram(name, { unit: 's', description, advice });
+  };
+  const createTime = histogram('connected');
+  const waitTime = histogram('acquired');
+  const useTime = histogram('released');
+  const stopRecording = registry.watchEach((datasource) => {
+    const attributes = attributesOf(datasource);
+    return datasource.stats.observe({
+      connected: (milliseconds) => createTime.record(milliseconds / 1000, attributes),
+      acquired: (milliseconds) => waitTime.record(milliseconds / 1000, attributes),
+      released: (milliseconds) => useTime.record(milliseconds / 1000, attributes),
+    });
+  });
+
   return () => {
     meter.removeBatchObservableCallback(collect, observables);
     stopRecording();
   };
-}
-
-function recordDurations(datasource: Datasource, { createTime, waitTime, useTime }: Record<'createTime' | 'waitTime' | 'useTime', Histogram>): () => void {
-  const attributes = attributesOf(datasource);
-  return datasource.stats.observe({
-    connected: (milliseconds) => createTime.record(milliseconds / 1000, attributes),
-    acquired: (milliseconds) => waitTime.record(milliseconds / 1000, attributes),
-    released: (milliseconds) => useTime.record(milliseconds / 1000, attributes),
-  });
 }
 
 /** The pool's name and, where the configuration names them, the server and database (never the user or password). */
