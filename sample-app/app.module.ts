@@ -14,6 +14,7 @@ import { HealthController } from './health/health.controller.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { NotesController } from './notes/notes.controller.js';
 import { NotesService } from './notes/notes.service.js';
+import { RootController } from './root/root.controller.js';
 import { SlowController } from './slow/slow.controller.js';
 
 const APPLICATION_NAME = 'nestjs-pg-pool-sample';
@@ -34,7 +35,7 @@ export class AppModule {
         // Reports through the global MeterProvider: a no-op unless SAMPLE_TELEMETRY started an SDK (telemetry.ts).
         PoolTelemetryModule.forRoot(),
       ],
-      controllers: [NotesController, AuditController, HealthController, MetricsController, SlowController],
+      controllers: [RootController, NotesController, AuditController, HealthController, MetricsController, SlowController],
       providers: [NotesService, AuditService, PoolHealthIndicator, { provide: Registry, useValue: registry }],
     };
   }

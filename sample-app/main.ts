@@ -9,7 +9,7 @@ async function bootstrap(): Promise<void> {
   // Ctrl-C / SIGTERM: the pools wait for the clients in use, then close.
   app.enableShutdownHooks();
   await app.listen(config.port);
-  new Logger('SampleApp').log(`Listening on http://localhost:${config.port}: /notes, /audit, /health, /metrics`);
+  new Logger('SampleApp').log(`Listening on http://localhost:${config.port}: /, /notes, /audit, /health, /metrics`);
 }
 
 bootstrap().catch((error: unknown) => {

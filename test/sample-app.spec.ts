@@ -64,6 +64,15 @@ describe('sample app on a PostgreSQL server', () => {
     ]);
   });
 
+  it('answers GET / with the routes, and every route without a parameter it lists answers', async () => {
+    const http = supertest(sample.app.getHttpServer());
+    const { body } = await http.get('/').expect(200);
+    expect(body.links).toEqual({ health: '/health', metrics: '/metrics' });
+    const plainGets = (body.routes as string[]).map((route) => /^GET (\/[a-z]+)$/.exec(route)?.[1]).filter((path) => path !== undefined);
+    expect(plainGets).toEqual(['/notes', '/audit', '/health', '/metrics']);
+    for (const path of plainGets) await http.get(path).expect(200);
+  });
+
   it('answers /health with 200 and both datasources up', async () => {
     const { body } = await http().get('/health').expect(200);
     expect(body.status).toBe('ok');
