@@ -1,3 +1,8 @@
+/**
+ * The main entry: `PoolModule`, the decorators, the scoped `PoolConnection`, transactions, pool
+ * statistics and the typed errors.
+ * @module nestjs-pg-pool
+ */
 export { PoolModule } from './pool.module.js';
 export { InjectConnection, InjectPool } from './pool.decorators.js';
 export { getConnectionToken, getPoolToken, type ConnectionRouting } from './pool.utils.js';
@@ -9,7 +14,7 @@ export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
-export { Transactional } from './transaction/transactional.decorator.js';
+export { Transactional, type AsyncMethod, type AsyncMethodDecorator } from './transaction/transactional.decorator.js';
 export type { Transaction } from './transaction/transaction.js';
 export type {
   IsolationLevel,

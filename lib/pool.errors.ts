@@ -35,7 +35,9 @@ export class QuietPoolError extends IntrinsicException {
 /** An option passed to `forRoot`/`forRootAsync` is out of range or inconsistent. */
 export class InvalidPoolOptionsError extends PoolError {
   constructor(
+    /** Name of the datasource whose options were refused (as given, when the name itself is what is wrong). */
     readonly datasource: string,
+    /** The option at fault, e.g. `'max'` or `'maxLifetimeJitter'`. */
     readonly option: string,
     reason: string,
   ) {
@@ -45,7 +47,10 @@ export class InvalidPoolOptionsError extends PoolError {
 
 /** Two `forRoot`/`forRootAsync` calls in one application used the same name. */
 export class DuplicateDatasourceError extends PoolError {
-  constructor(readonly datasource: string) {
+  constructor(
+    /** The name registered twice. */
+    readonly datasource: string,
+  ) {
     super(
       `Datasource "${datasource}" is registered twice; give each PoolModule.forRoot() its own "name"`,
     );
@@ -55,7 +60,9 @@ export class DuplicateDatasourceError extends PoolError {
 /** Code asked for a datasource name that no `forRoot`/`forRootAsync` registered. */
 export class DatasourceNotFoundError extends PoolError {
   constructor(
+    /** The name asked for. */
     readonly datasource: string,
+    /** Names of the datasources the application does have; empty when it has none. */
     readonly known: readonly string[],
   ) {
     super(
@@ -73,8 +80,15 @@ export class DatasourceNotFoundError extends PoolError {
  * message; within an HTTP request the module also sets `Retry-After`.
  */
 export class PoolUnavailableError extends QuietPoolError {
+  /** 503 Service Unavailable: the request itself was fine and may succeed if retried. Nest's default filter answers with it. */
   readonly statusCode = 503;
+  /** Same as `statusCode`, as http-errors sets both; Nest's default filter takes the error for an HTTP one only when they agree. */
   readonly status = 503;
+  /**
+   * True, so Nest's default filter sends the message rather than the bare
+   * status text: it holds no password or connection string, though a
+   * `DatabaseUnreachableError`'s names the server (`user@host:port/database`).
+   */
   readonly expose = true;
 }
 
@@ -84,10 +98,19 @@ export class PoolUnavailableError extends QuietPoolError {
  */
 export class DatabaseUnreachableError extends PoolUnavailableError {
   constructor(
+    /** Name of the datasource (for a replica, e.g. `default (replica 1)`). */
     readonly datasource: string,
+    /** Where it tried to connect, as `user@host:port/database`: never the password. */
     readonly target: string,
+    /** The driver's message with any password removed, or `no connection within N ms` for a timeout. */
     readonly reason: string,
+    /**
+     * The `code` of the underlying error: a Node system error (`ECONNREFUSED`,
+     * `ENOTFOUND`, …) or a SQLSTATE (`28P01`, `3D000`, …). Undefined when it
+     * had none, as for a timeout.
+     */
     readonly code: string | undefined,
+    /** Connection attempts made: `retryAttempts + 1` at startup, 1 for a client needed later. */
     readonly attempts = 1,
   ) {
     super(`Cannot connect datasource "${datasource}" to ${target} after ${attempts} attempt(s): ${reason}`);
@@ -96,17 +119,24 @@ export class DatabaseUnreachableError extends PoolUnavailableError {
 
 /** Counts of a pool at the moment an error was raised. */
 export interface PoolCounts {
+  /** Open connections, those still connecting included. */
   total: number;
+  /** Open connections not checked out. */
   idle: number;
+  /** Requests queued for a connection. */
   waiting: number;
+  /** The pool's `max` connections. */
   max: number;
 }
 
 /** Every client was busy for the whole acquire timeout (`connectionTimeoutMillis`). */
 export class PoolExhaustedError extends PoolUnavailableError {
   constructor(
+    /** Name of the datasource. */
     readonly datasource: string,
+    /** How long the request waited before giving up, in milliseconds (rounded). */
     readonly waitedMillis: number,
+    /** The pool's counts when the request gave up. */
     readonly counts: PoolCounts,
   ) {
     super(
@@ -119,7 +149,9 @@ export class PoolExhaustedError extends PoolUnavailableError {
 /** The wait queue was at `maxWaitingClients`: the request was refused without waiting. */
 export class PoolQueueFullError extends PoolUnavailableError {
   constructor(
+    /** Name of the datasource. */
     readonly datasource: string,
+    /** The pool's counts when the request was refused; `waiting` had reached `maxWaitingClients`. */
     readonly counts: PoolCounts,
   ) {
     super(
@@ -135,7 +167,9 @@ export class PoolQueueFullError extends PoolUnavailableError {
  */
 export class ConnectionFailedError extends PoolError {
   constructor(
+    /** Name of the datasource. */
     readonly datasource: string,
+    /** Message of the failure; the original error is the `cause`. */
     readonly reason: string,
     options?: { cause: unknown },
   ) {
@@ -152,6 +186,7 @@ export class ConnectionFailedError extends PoolError {
  */
 export class ConnectionScopeClosedError extends PoolError {
   constructor(
+    /** Name of the datasource the refused work was for. */
     readonly datasource: string,
     /** 'in a transaction': the end rolled back a transaction the work belonged to. */
     readonly state?: 'in a transaction',
@@ -178,11 +213,15 @@ export class ConnectionScopeClosedError extends PoolError {
  * an async function's, is the application's to handle.
  */
 export class RequestAbandonedError extends QuietPoolError {
+  /** 499, nginx's "client closed request". Nest's default filter answers with it only if the response is still open. */
   readonly statusCode = 499;
+  /** Same as `statusCode`, as http-errors sets both; Nest's default filter takes the error for an HTTP one only when they agree. */
   readonly status = 499;
+  /** True, so Nest's default filter sends the message rather than the bare status text: it holds no secret. */
   readonly expose = true;
 
   constructor(
+    /** Name of the datasource whose work was cancelled or refused. */
     readonly datasource: string,
     options?: { cause: unknown },
   ) {
@@ -196,7 +235,10 @@ export class RequestAbandonedError extends QuietPoolError {
 
 /** `getClient()` was called where no connection scope is open, so nothing would release the client. */
 export class NoConnectionScopeError extends PoolError {
-  constructor(readonly datasource: string) {
+  constructor(
+    /** Name of the datasource `getClient()` was called on. */
+    readonly datasource: string,
+  ) {
     super(
       `getClient() on datasource "${datasource}" needs a connection scope: call it inside a request ` +
         'or inside ConnectionScope.run()',
@@ -206,7 +248,10 @@ export class NoConnectionScopeError extends PoolError {
 
 /** The pool is closing or closed (application shutdown): no new client is handed out. */
 export class PoolClosedError extends PoolUnavailableError {
-  constructor(readonly datasource: string) {
+  constructor(
+    /** Name of the datasource that is shutting down. */
+    readonly datasource: string,
+  ) {
     super(`Datasource "${datasource}" is shutting down and hands out no new connections`);
   }
 }
@@ -214,7 +259,12 @@ export class PoolClosedError extends PoolUnavailableError {
 /** A statement needs session state that a transaction-mode pooler (`transactionPooling`) cannot keep. */
 export class SessionStateError extends PoolError {
   constructor(
+    /** Name of the datasource, which has `transactionPooling` on. */
     readonly datasource: string,
+    /**
+     * The refused statement, on one line and cut to 60 characters, or
+     * `named prepared statement "<name>"` for a query config with a `name`.
+     */
     readonly statement: string,
     reason: string,
   ) {
@@ -225,6 +275,7 @@ export class SessionStateError extends PoolError {
 /** A transaction option (isolation level, propagation, retry, …) is unknown or out of range. */
 export class InvalidTransactionOptionsError extends PoolError {
   constructor(
+    /** The option at fault, e.g. `'isolationLevel'`. */
     readonly option: string,
     reason: string,
   ) {
@@ -235,7 +286,9 @@ export class InvalidTransactionOptionsError extends PoolError {
 /** `commit()`, `rollback()` or a query on a transaction that has already been committed or rolled back. */
 export class TransactionFinishedError extends PoolError {
   constructor(
+    /** Name of the datasource the transaction ran on. */
     readonly datasource: string,
+    /** What was attempted, in words: `'commit'`, `'rollback'`, `'query'`, `'begin a nested transaction'`, `'get its client'`. */
     readonly operation: string,
   ) {
     super(
@@ -248,7 +301,9 @@ export class TransactionFinishedError extends PoolError {
 /** `commit()` or `rollback()` while a nested transaction (savepoint) of it is still running. */
 export class TransactionBusyError extends PoolError {
   constructor(
+    /** Name of the datasource the transaction runs on. */
     readonly datasource: string,
+    /** `'commit'` or `'rollback'`. */
     readonly operation: string,
   ) {
     super(
@@ -265,6 +320,7 @@ export class TransactionBusyError extends PoolError {
  */
 export class TransactionAbortedError extends PoolError {
   constructor(
+    /** Name of the datasource the transaction ran on. */
     readonly datasource: string,
     reason: string,
   ) {
@@ -275,7 +331,9 @@ export class TransactionAbortedError extends PoolError {
 /** `@Transactional({ propagation: 'never' })` was called while a transaction is running. */
 export class TransactionPropagationError extends PoolError {
   constructor(
+    /** Name of the datasource whose transaction was running. */
     readonly datasource: string,
+    /** The decorated method, as `ClassName.methodName`. */
     readonly method: string,
   ) {
     super(
@@ -287,7 +345,9 @@ export class TransactionPropagationError extends PoolError {
 /** A call that joins or nests in a running transaction asked for a guarantee that transaction does not give. */
 export class TransactionOptionsConflictError extends PoolError {
   constructor(
+    /** Name of the datasource the running transaction is on. */
     readonly datasource: string,
+    /** The option the running transaction cannot honour: `'isolationLevel'` or `'readOnly'`. */
     readonly option: string,
     reason: string,
   ) {
@@ -300,6 +360,7 @@ export class TransactionalDatasourceNotFoundError extends DatasourceNotFoundErro
   constructor(
     datasource: string,
     known: readonly string[],
+    /** The decorated method, as `ClassName.methodName`. */
     readonly method: string,
   ) {
     super(datasource, known);
@@ -313,6 +374,7 @@ export class TransactionalDatasourceNotFoundError extends DatasourceNotFoundErro
  */
 export class TransactionalNotBoundError extends PoolError {
   constructor(
+    /** The decorated method, as `ClassName.methodName`. */
     readonly method: string,
     ambiguous: boolean,
   ) {

@@ -15,11 +15,22 @@ import { getConnectionToken, getDatasourceToken, getPoolOptionsToken, getPoolTok
  */
 @Module({})
 export class PoolModule {
+  /**
+   * Registers the datasource `options.name` (default `'default'`) with options
+   * known up front. The returned module is global; importing it once, in the
+   * root module, is enough.
+   */
   static forRoot(options: PoolModuleOptions = {}): DynamicModule {
     const name = options.name ?? DEFAULT_DATASOURCE_NAME;
     return this.datasourceModule(name, [{ provide: getPoolOptionsToken(name), useValue: options }]);
   }
 
+  /**
+   * Registers the datasource `options.name` (default `'default'`) with options
+   * built by a factory, e.g. from `ConfigService`. One of `useFactory`,
+   * `useClass` or `useExisting` is required (`useFactory` wins when several
+   * are given); without any it throws a `TypeError`.
+   */
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
     const name = options.name ?? DEFAULT_DATASOURCE_NAME;
     return this.datasourceModule(name, this.createAsyncOptionsProviders(name, options), options.imports);

@@ -9,16 +9,19 @@ import { noteLateQuery } from './late-query.js';
 import { isInTransaction } from './pg-client-state.js';
 import type { ScopeHolder } from './scope-holder.js';
 
+// One AsyncLocalStorage carries the scope and the transactions (a scope is
+// its own context; a transaction frame is a second object), so a query looks
+// its context up once, and async hooks copy one store per async resource, not two.
+
 /**
  * What the running code's async context holds: its connection scope and,
- * inside transactions, the innermost transaction of each datasource. One
- * AsyncLocalStorage carries both (a scope is its own context; a transaction
- * frame is a second object), so a query looks its context up once, and async
- * hooks copy one store per async resource, not two.
+ * inside transactions, the innermost transaction of each datasource. A
+ * `ConnectionScope` is one, with no transaction; the module makes the others.
  */
 export interface ScopeContext {
+  /** The connection scope the running code belongs to. */
   readonly scope: ConnectionScope;
-  /** Absent on a scope itself: no transaction runs there. */
+  /** @internal Absent on a scope itself: no transaction runs there. */
   readonly transactions?: ReadonlyMap<Datasource, OpenTransaction>;
 }
 

@@ -27,6 +27,7 @@ function clientOf(lease: ConnectionLease): PoolClient {
  * a client of its own, like `pool.query`.
  */
 export class PoolConnection {
+  /** @internal The module creates the connections; inject them with `@InjectConnection()`. */
   constructor(
     private readonly datasource: Datasource,
     /** Reads go to a replica when the datasource has one (`@InjectConnection(name, { replica: true })`). */
@@ -38,7 +39,17 @@ export class PoolConnection {
     return this.datasource.name;
   }
 
+  /**
+   * Runs `text`, with `values` bound to `$1`, `$2`, …, on the current scope's
+   * client (in its transaction, if one runs) or, outside any scope, on a client
+   * borrowed for this query alone. A read may go to a replica where asked for
+   * (`{ replica: true }`, `@ReadFromReplica()`).
+   */
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  /**
+   * Runs a node-postgres query config (`text`, `values`, and `name` for a
+   * prepared statement, `types` for custom parsers), routed as a plain text is.
+   */
   query<R extends QueryResultRow = QueryResultRow>(config: QueryConfig<unknown[]>): Promise<QueryResult<R>>;
   query<R extends QueryResultRow>(input: string | QueryConfig<unknown[]>, values?: readonly unknown[]): Promise<QueryResult<R>> {
     // Not async: each layer returns the promise of the one below, so a query

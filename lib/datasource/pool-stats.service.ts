@@ -9,6 +9,7 @@ import type { PoolStats } from './pool-stats.js';
  */
 @Injectable()
 export class PoolStatsService {
+  /** @internal The module provides it: inject it rather than constructing it. */
   constructor(private readonly registry: DatasourceRegistry) {}
 
   /** Statistics of one datasource (default `'default'`); throws `DatasourceNotFoundError` for an unknown name. */

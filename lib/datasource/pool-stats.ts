@@ -13,7 +13,12 @@ export const POOL_STATS_BUCKETS: readonly number[] = Object.freeze([
 /** A distribution of durations, shaped like a Prometheus histogram. */
 export interface DurationDistribution {
   /** Cumulative: `count` is the number of observations of at most `le` seconds. Ascending `le`. */
-  readonly buckets: ReadonlyArray<{ readonly le: number; readonly count: number }>;
+  readonly buckets: ReadonlyArray<{
+    /** Upper bound of the bucket, in seconds: one of `POOL_STATS_BUCKETS`. */
+    readonly le: number;
+    /** Observations of at most `le` seconds, those of the smaller buckets included. */
+    readonly count: number;
+  }>;
   /** Number of observations (the implicit `+Inf` bucket). */
   readonly count: number;
   /** Sum of the observations, in seconds. */
@@ -22,6 +27,7 @@ export interface DurationDistribution {
 
 /** What a datasource's pool is doing now, and what it has done since startup. */
 export interface PoolStats {
+  /** Name of the datasource. */
   readonly datasource: string;
   /** Open connections, connecting ones included. */
   readonly total: number;

@@ -1,3 +1,4 @@
+/** Options of `PoolHealthIndicator.pingCheck`. */
 export interface PingCheckOptions {
   /** Datasource to ping. Default `'default'`. */
   name?: string;
@@ -10,6 +11,7 @@ export interface PingCheckOptions {
   cacheFor?: number;
 }
 
+/** Options of `PoolHealthIndicator.poolCheck`. */
 export interface PoolCheckOptions {
   /** Datasource to check. Default `'default'`. */
   name?: string;
@@ -19,6 +21,7 @@ export interface PoolCheckOptions {
   maxUtilization?: number;
 }
 
+/** Options of `PoolHealthIndicator.replicaCheck`. */
 export interface ReplicaCheckOptions {
   /** Datasource whose replicas to check. Default `'default'`. */
   name?: string;

@@ -16,6 +16,7 @@ const DEFAULT_MAX_UTILIZATION = 0.9;
  */
 @Injectable()
 export class PoolHealthIndicator {
+  /** @internal Nest creates the indicator: list it in `providers` and inject it. */
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly registry: DatasourceRegistry,

@@ -3,6 +3,7 @@ import { register, type Metric, type Registry, type RegistryContentType } from '
 import { PoolStatsService } from '../datasource/pool-stats.service.js';
 import { createPoolMetrics } from './pool-metrics.js';
 
+/** Options of `PoolMetricsModule.forRoot`. */
 export interface PoolMetricsModuleOptions {
   /** Registry to add the pool metrics to (Prometheus or OpenMetrics). Default: prom-client's global `register`. */
   registry?: Registry<RegistryContentType>;
@@ -40,6 +41,10 @@ class PoolMetricsRegistration implements OnModuleInit, OnModuleDestroy {
  */
 @Module({})
 export class PoolMetricsModule {
+  /**
+   * Adds the `pg_pool_*` metrics, labelled by datasource, to the registry when
+   * the application starts, and takes them out when it stops.
+   */
   static forRoot(options: PoolMetricsModuleOptions = {}): DynamicModule {
     return {
       module: PoolMetricsModule,

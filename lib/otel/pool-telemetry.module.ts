@@ -3,6 +3,7 @@ import { metrics, type MeterProvider } from '@opentelemetry/api';
 import { DatasourceRegistry } from '../datasource/datasource.registry.js';
 import { reportPools } from './pool-telemetry.js';
 
+/** Options of `PoolTelemetryModule.forRoot`. */
 export interface PoolTelemetryModuleOptions {
   /** Where the instruments are created. Default: the global `MeterProvider` (`metrics.getMeterProvider()`) as the application is created. */
   meterProvider?: MeterProvider;
@@ -38,6 +39,10 @@ class PoolTelemetryRegistration implements OnModuleDestroy {
  */
 @Module({})
 export class PoolTelemetryModule {
+  /**
+   * Reports every datasource through a meter named `nestjs-pg-pool`, from when
+   * the application's providers are created until the application stops.
+   */
   static forRoot(options: PoolTelemetryModuleOptions = {}): DynamicModule {
     return {
       module: PoolTelemetryModule,

@@ -6,6 +6,10 @@ export interface ReplicaStatus {
   name: string;
   /** `user@host:port/database`, no secrets. */
   target: string;
+  /**
+   * False while the replica is out of rotation: from a failure until a read or
+   * a health check next succeeds on it (reads try it again after `replicaRetryMillis`).
+   */
   up: boolean;
   /** Why it was last taken out of rotation, while it is. */
   reason?: string;

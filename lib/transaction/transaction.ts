@@ -15,8 +15,9 @@ export interface Transaction {
   readonly depth: number;
   /** False once committed or rolled back. */
   readonly isActive: boolean;
-  /** Runs in this transaction, like `connection.query()` does anywhere in the work. */
+  /** Runs `text`, with `values` bound to `$1`, `$2`, …, in this transaction, like `connection.query()` does anywhere in the work. */
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Runs a node-postgres query config (`text`, `values`, `name`, `types`) in this transaction. */
   query<R extends QueryResultRow = QueryResultRow>(config: QueryConfig<unknown[]>): Promise<QueryResult<R>>;
   /** Commits now (a savepoint: releases it) rather than when the work resolves; later queries in it throw. */
   commit(): Promise<void>;

@@ -14,9 +14,13 @@ export interface TransactionalMethod {
   readonly datasource: string;
 }
 
-type AsyncMethod = (...args: never[]) => Promise<unknown>;
+/** A method that returns a promise, whatever its parameters: what `@Transactional()` may decorate. */
+export type AsyncMethod = (...args: never[]) => Promise<unknown>;
 
-/** A method decorator that only accepts methods returning a promise. */
+/**
+ * What `@Transactional()` returns: a method decorator that only accepts
+ * methods returning a promise, so a synchronous method is a compile error.
+ */
 export type AsyncMethodDecorator = <M extends AsyncMethod>(
   target: object,
   key: string | symbol,
