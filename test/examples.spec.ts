@@ -1,18 +1,44 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Test } from '@nestjs/testing';
 import { createTestDatabase } from './support/database.js';
 
 const root = new URL('../', import.meta.url);
-const readme = readFileSync(new URL('README.md', root), 'utf8');
+const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
 
-describe('README', () => {
-  const examples = [...readme.matchAll(/<!-- example: (\S+) -->\n```ts\n([\s\S]*?)\n```/g)];
+/** The text an example marker names: a whole file, or the lines of one `// #region name` of it. */
+function exampleText(reference: string): string {
+  const [path, region] = reference.split('#');
+  const text = read(path);
+  if (!region) return text.trimEnd();
+  const found = new RegExp(`^[ \\t]*// #region ${region}\n([\\s\\S]*?)^[ \\t]*// #endregion ${region}$`, 'm').exec(text);
+  if (!found) throw new Error(`${path} has no region "${region}"`);
+  const lines = found[1].trimEnd().split('\n');
+  const indent = Math.min(...lines.filter((line) => line.trim()).map((line) => /^ */.exec(line)![0].length));
+  return lines.map((line) => line.slice(indent)).join('\n');
+}
 
-  it('shows every example file as it is (the files are type-checked by npm test)', () => {
-    expect(examples.length).toBeGreaterThanOrEqual(4);
-    for (const [, path, code] of examples) {
-      expect(code).toBe(readFileSync(new URL(path, root), 'utf8').trimEnd());
+const pages = ['README.md', ...readdirSync(new URL('docs/', root)).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)];
+const examplesDir = new URL('test/examples/', root);
+const exampleFiles = readdirSync(examplesDir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.ts'));
+// Specs among the examples run as tests of their own; the others are loaded below.
+const exampleModules = exampleFiles.filter((name) => !name.endsWith('.spec.ts'));
+
+describe('examples in the README and the docs', () => {
+  const blocks = pages.flatMap((page) =>
+    [...read(page).matchAll(/(?:<!-- example: (\S+) -->\n)?```(?:ts|typescript)\n([\s\S]*?)\n```/g)].map(([, reference, code]) => ({ page, reference, code })),
+  );
+
+  it('shows every TypeScript block as the example file it names (the files are type-checked by npm test)', () => {
+    expect(blocks.length).toBeGreaterThanOrEqual(15);
+    for (const { page, reference, code } of blocks) {
+      expect({ page, reference: reference ?? 'a TypeScript block with no <!-- example: --> marker' }).toEqual({ page, reference: expect.stringMatching(/^test\//) });
+      expect({ page, reference, code }).toEqual({ page, reference, code: exampleText(reference!) });
     }
+  });
+
+  it('shows every example file somewhere', () => {
+    const shown = new Set(blocks.map(({ reference }) => reference?.split('#')[0]));
+    expect(exampleFiles.filter((name) => !shown.has(`test/examples/${name}`))).toEqual([]);
   });
 
   it('runs the first example against the database', async () => {
@@ -35,5 +61,10 @@ describe('README', () => {
       else process.env.DATABASE_URL = saved;
       await db.drop();
     }
+  });
+
+  // After the test above, which sets DATABASE_URL before basic.ts reads it at import.
+  it.each(exampleModules)('loads %s (decorators, metadata and imports run)', async (name) => {
+    await expect(import(`./examples/${name.replace(/\.ts$/, '.js')}`)).resolves.toBeDefined();
   });
 });

@@ -25,6 +25,7 @@ import { ConnectionScope, ConnectionScopeInterceptor, getPoolToken, InjectConnec
 import { isServerScoped } from '../lib/scope-initializers/connection-scope.http-server.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
+import { injectLoads } from './support/fastify-inject.js';
 import { ADAPTERS, createHttpApp, listeningPort } from './support/http-app.js';
 
 const PID = 'SELECT pg_backend_pid() AS pid';
@@ -268,11 +269,7 @@ describe.each(ADAPTERS)('scope initializers (%s)', (adapter) => {
       return { status: response.status, body: response.body };
     }
 
-    // Fastify's inject() loads light-my-request, which requires an ES module (cookie 2): Jest's module
-    // loader can only do that on Node 24.9 and later. CI runs the suite on Node 24 and 26 too.
-    const [major, minor] = process.versions.node.split('.').map(Number);
-    const loadable = adapter === 'express' || major > 24 || (major === 24 && minor >= 9);
-    if (!loadable) process.stdout.write(`[skipped] Fastify inject() path: Jest cannot load light-my-request on Node ${process.versions.node} (needs 24.9+)\n`);
+    const loadable = adapter === 'express' || injectLoads('Fastify inject() path');
     (loadable ? it : it.skip)('keeps one client across a parsed body, a guard and a request-scoped controller, per request', async () => {
       const [posted, ...guarded] = await Promise.all([
         bypassing('POST', '/body', { n: 3 }),

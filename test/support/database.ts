@@ -53,6 +53,7 @@ export async function queryOnce<R extends pg.QueryResultRow>(
   }
 }
 
+// #region create-test-database
 export interface TestDatabase {
   readonly name: string;
   readonly options: PoolModuleOptions;
@@ -75,6 +76,7 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
     },
   };
 }
+// #endregion create-test-database
 
 /** Backends connected to `database`, by state, as pg_stat_activity reports them. */
 export async function backendStates(database: string): Promise<Array<{ pid: number; state: string | null; query: string }>> {
