@@ -13,6 +13,8 @@ export default {
   },
   transform: { '^.+\\.ts$': ['@swc/jest', SWC_OPTIONS] },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
+  // The docs site's browser test runs with `npm run docs:check` (jest.docs.config.js).
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/docs/'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   testTimeout: 30000,
