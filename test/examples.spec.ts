@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { Test } from '@nestjs/testing';
+import { PoolModule } from 'nestjs-pg-pool';
+import pg from 'pg';
 import { createTestDatabase } from './support/database.js';
 
 const root = new URL('../', import.meta.url);
@@ -59,6 +61,40 @@ describe('examples in the README and the docs', () => {
     } finally {
       if (saved === undefined) delete process.env.DATABASE_URL;
       else process.env.DATABASE_URL = saved;
+      await db.drop();
+    }
+  });
+
+  it('runs the outside-request example: its lock is taken and released on one connection', async () => {
+    const db = await createTestDatabase('outside_request');
+    await db.query(`
+      CREATE TABLE sessions (expires_at timestamptz);
+      INSERT INTO sessions VALUES (now() - interval '1 day'), (now() - interval '1 hour'), (now() + interval '1 day');
+      -- The DELETE must run on the session that holds the lock.
+      CREATE FUNCTION require_lock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 42 AND pid = pg_backend_pid() AND granted) THEN
+          RAISE EXCEPTION 'advisory lock 42 is not held by this session';
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER sessions_locked BEFORE DELETE ON sessions FOR EACH STATEMENT EXECUTE FUNCTION require_lock();`);
+    const { NightlyCleanup } = await import('./examples/outside-request.js');
+    // maxUses: 1 gives every checkout a new connection, so only a scope keeps the queries on one.
+    const app = await (
+      await Test.createTestingModule({ imports: [PoolModule.forRoot({ ...db.options, maxUses: 1 })], providers: [NightlyCleanup] }).compile()
+    ).init();
+    const other = new pg.Client(db.options);
+    try {
+      await other.connect();
+      await other.query('SELECT pg_advisory_lock(42)');
+      expect(await app.get(NightlyCleanup).run()).toBe(0); // another instance holds the lock
+      await other.query('SELECT pg_advisory_unlock(42)');
+      expect(await app.get(NightlyCleanup).run()).toBe(2);
+      const { rows } = await db.query<{ held: string }>("SELECT count(*) AS held FROM pg_locks WHERE locktype = 'advisory'");
+      expect(rows[0].held).toBe('0');
+    } finally {
+      await other.end();
+      await app.close();
       await db.drop();
     }
   });
