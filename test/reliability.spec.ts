@@ -9,6 +9,7 @@ import supertest from 'supertest';
 import {
   ConnectionFailedError,
   ConnectionScope,
+  DatabaseUnreachableError,
   getConnectionToken,
   getPoolToken,
   InjectConnection,
@@ -455,6 +456,42 @@ describe('a server that accepts connections and never answers', () => {
     // request that gave up meanwhile: counted open but not idle until then, it must end idle.
     await waitFor(async () => (checkedOut(s.pool) === 0 ? true : undefined), 'every connection to be back in the pool', 2000).catch(() => undefined);
     expect(checkedOut(s.pool)).toBe(0);
+  });
+});
+
+describe('an outage told once in the log', () => {
+  let proxy: TcpProxy;
+  let s: Started;
+  beforeAll(async () => {
+    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
+    s = await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, max: 2 }));
+  });
+  afterAll(async () => {
+    await s?.app.close();
+    await proxy?.close();
+  });
+
+  it('is not over while only a connection opened before it serves; a new connection ends it', async () => {
+    const connection = s.app.get<PoolConnection>(getConnectionToken());
+    const since = s.logger.messages.length;
+    const outageLines = () => s.logger.messages.slice(since).filter((line) => /is unreachable|serves again/.test(line));
+    // The startup check left one connection idle; hold it while another query needs a new one, twice.
+    expect(s.pool.totalCount).toBe(1);
+    proxy.refuse();
+    for (const round of [1, 2]) {
+      const old = await holdClient(connection); // served by the connection opened before the outage
+      await expect(connection.query('SELECT 1')).rejects.toBeInstanceOf(DatabaseUnreachableError);
+      await old.release();
+      expect({ round, lines: outageLines() }).toEqual({ round, lines: [expect.stringMatching(/"default": is unreachable/)] });
+    }
+    proxy.restore();
+    const old = await holdClient(connection);
+    await connection.query('SELECT 1'); // on a new connection: the server answers again
+    await old.release();
+    expect(outageLines()).toEqual([
+      expect.stringMatching(/"default": is unreachable/),
+      expect.stringMatching(/"default": serves again after \d+ ms unreachable; 2 connection request\(s\) were refused meanwhile/),
+    ]);
   });
 });
 

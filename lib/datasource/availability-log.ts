@@ -11,6 +11,8 @@ interface Outage {
   kind: OutageKind;
   readonly since: number;
   refused: number;
+  /** Whether a new connection has opened since the server became unreachable. */
+  answered: boolean;
 }
 
 /**
@@ -20,6 +22,11 @@ interface Outage {
  * incident: with how long it lasted and how many acquisitions were refused
  * meanwhile). The requests refused meanwhile are answered 503 without a log
  * line each (PoolUnavailableError is quiet).
+ *
+ * An unreachable server is back only once a new connection has opened: an idle
+ * client opened before the outage may still serve a request (or be handed out
+ * dead, as a crash is noticed), and ending the outage on that would log it
+ * again at the next connection the server refuses.
  */
 export class AvailabilityLog {
   private outage: Outage | undefined = undefined;
@@ -35,22 +42,29 @@ export class AvailabilityLog {
     if (kind === undefined) return;
     const outage = this.outage;
     if (outage === undefined) {
-      this.outage = { kind, since: performance.now(), refused: 1 };
+      this.outage = { kind, since: performance.now(), refused: 1, answered: false };
     } else {
       outage.refused++;
       // An exhausted pool whose server then goes away is unreachable; not the other way round.
       if (outage.kind === kind || outage.kind === 'unreachable') return;
       outage.kind = kind;
+      outage.answered = false;
     }
     if (kind === 'unreachable') this.error(`is unreachable; connections are refused with 503 until it answers: ${refusal.message}`);
     else this.warn(`is exhausted; connections are refused with 503 while it stays so: ${refusal.message}`);
   }
 
+  /** The pool opened a new connection. */
+  connected(): void {
+    if (this.outage) this.outage.answered = true;
+  }
+
   /** A client was handed out; `waiting` acquisitions still queue behind it. */
   served(waiting: number): void {
     const outage = this.outage;
-    // An exhausted pool is over it once its queue has drained.
-    if (outage === undefined || (outage.kind === 'exhausted' && waiting > 0)) return;
+    if (outage === undefined) return;
+    // An exhausted pool is over it once its queue has drained; an unreachable server once it took a new connection.
+    if (outage.kind === 'exhausted' ? waiting > 0 : !outage.answered) return;
     this.outage = undefined;
     const lasted = Math.round(performance.now() - outage.since);
     this.warn(`serves again after ${lasted} ms ${outage.kind}; ${outage.refused} connection request(s) were refused meanwhile`);

@@ -100,6 +100,7 @@ export class Datasource {
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
     // Once per connection rather than on every checkout: see watchLeasedClient().
     this.pool.on('connect', watchLeasedClient);
+    this.pool.on('connect', () => this.availability.connected());
     if (options.maxLifetimeSeconds) {
       this.pool.on('connect', (client) => this.retireAt.set(client, Date.now() + this.lifetimeMillis()));
     }
