@@ -205,6 +205,22 @@ function optionsFor(extra: PoolModuleOptions = {}): PoolModuleOptions & { applic
   return { ...db.options, application_name: `npp-reliability-${++appCount}`, ...extra };
 }
 
+/** The application under test connecting through a TCP proxy in front of the suite's database, for network faults. */
+async function startBehindProxy(extra: PoolModuleOptions): Promise<{ proxy: TcpProxy; s: Started }> {
+  const proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
+  try {
+    return { proxy, s: await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, ...extra })) };
+  } catch (error) {
+    await proxy.close();
+    throw error;
+  }
+}
+
+async function stopBehindProxy(s: Started | undefined, proxy: TcpProxy | undefined): Promise<void> {
+  await s?.app.close();
+  await proxy?.close();
+}
+
 beforeAll(async () => {
   db = await createTestDatabase('reliability');
   await db.query('CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL UNIQUE)');
@@ -428,13 +444,9 @@ describe('a server that accepts connections and never answers', () => {
   let proxy: TcpProxy;
   let s: Started;
   beforeAll(async () => {
-    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
-    s = await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, max: 2, connectionTimeoutMillis: 300 }));
+    ({ proxy, s } = await startBehindProxy({ max: 2, connectionTimeoutMillis: 300 }));
   });
-  afterAll(async () => {
-    await s?.app.close();
-    await proxy?.close();
-  });
+  afterAll(() => stopBehindProxy(s, proxy));
 
   it('fails acquisitions with DatabaseUnreachableError (503), not PoolExhaustedError, then recovers', async () => {
     await s.http().get('/pid').expect(200);
@@ -463,13 +475,9 @@ describe('an outage told once in the log', () => {
   let proxy: TcpProxy;
   let s: Started;
   beforeAll(async () => {
-    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
-    s = await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, max: 2 }));
+    ({ proxy, s } = await startBehindProxy({ max: 2 }));
   });
-  afterAll(async () => {
-    await s?.app.close();
-    await proxy?.close();
-  });
+  afterAll(() => stopBehindProxy(s, proxy));
 
   it('is not over while only a connection opened before it serves; a new connection ends it', async () => {
     const connection = s.app.get<PoolConnection>(getConnectionToken());
@@ -499,14 +507,10 @@ describe('a failed query whose ReadyForQuery comes in a later read', () => {
   let proxy: TcpProxy;
   let s: Started;
   beforeAll(async () => {
-    proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
-    s = await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, max: 1 }));
+    ({ proxy, s } = await startBehindProxy({ max: 1 }));
     await db.query('CREATE TABLE deferred_keys (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)');
   });
-  afterAll(async () => {
-    await s?.app.close();
-    await proxy?.close();
-  });
+  afterAll(() => stopBehindProxy(s, proxy));
 
   it('reports a failed COMMIT once the server says the transaction is over, and hands the client straight back', async () => {
     const connection = s.app.get<PoolConnection>(getConnectionToken());
