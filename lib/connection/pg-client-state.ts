@@ -1,12 +1,10 @@
 import type { DatabaseError, PoolClient } from 'pg';
 
 /**
- * node-postgres keeps these on every client without typing them: the
- * transaction status of the last ReadyForQuery message ('I' idle, 'T' in a
- * transaction, 'E' in a failed transaction), and what a cancel request needs.
+ * node-postgres keeps these on every client without typing them: what a
+ * cancel request needs, and whether a query awaits its ReadyForQuery.
  */
 interface ClientInternals {
-  _txStatus?: 'I' | 'T' | 'E' | null;
   processID?: number | null;
   /** A number under protocol 3.0; whatever a later node-postgres makes of a longer key otherwise. */
   secretKey?: unknown;
@@ -21,9 +19,14 @@ interface ClientInternals {
   };
 }
 
-/** True when the server reported an open (or failed) transaction on this client. */
+/**
+ * True when the server reported an open (or failed) transaction on this
+ * client: the status of its last ReadyForQuery message ('I' idle, 'T' in a
+ * transaction, 'E' in a failed one). `getTransactionStatus()` is why pg's
+ * floor is 8.21: older clients do not keep the status at all.
+ */
 export function isInTransaction(client: PoolClient): boolean {
-  const status = (client as unknown as ClientInternals)._txStatus;
+  const status = client.getTransactionStatus();
   return status === 'T' || status === 'E';
 }
 
