@@ -233,6 +233,23 @@ export class RequestAbandonedError extends QuietPoolError {
   }
 }
 
+/**
+ * A query on a raw client (`getClient()`) after the application released
+ * it with `release()` or `end()`, or after its request ended: the
+ * connection may already serve someone else. Ask `getClient()` again.
+ */
+export class ClientReleasedError extends PoolError {
+  constructor(
+    /** Name of the datasource the client belonged to. */
+    readonly datasource: string,
+  ) {
+    super(
+      `A raw client of datasource "${datasource}" was used after it was released (release(), end() or the end of ` +
+        'its request); call getClient() again for the client of the current request',
+    );
+  }
+}
+
 /** `getClient()` was called where no connection scope is open, so nothing would release the client. */
 export class NoConnectionScopeError extends PoolError {
   constructor(

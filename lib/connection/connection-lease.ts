@@ -6,6 +6,7 @@ import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
 import type { Turns } from '../transaction/turns.js';
 import { sendCancelRequest } from './cancel-request.js';
+import { RawClient, type RawClientOwner } from './raw-client.js';
 import { describeHolder, type ScopeHolder } from './scope-holder.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction, whenReadyForQuery } from './pg-client-state.js';
 
@@ -81,13 +82,11 @@ function ignore(): void {}
  * must know to hand it back safely: whether a query is still running, whether
  * its connection broke, whether the server says a transaction is open.
  */
-export class ConnectionLease {
+export class ConnectionLease implements RawClientOwner {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
   /** @internal Told when the client goes back with a transaction open (the scope slot that holds it). */
   owner: { transactionCut(): void } | undefined = undefined;
-  /** @internal Set once the raw client was handed out (`getClient()`): what runs on it is not the lease's to see. */
-  clientTaken = false;
   /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */
@@ -104,6 +103,10 @@ export class ConnectionLease {
   private returning = false;
   /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
   private handedBack = false;
+  /** The client as handed to the application (`getClient()`), once it was. */
+  private raw: RawClient | undefined = undefined;
+  /** A LISTEN ran on this client: its registrations are cleared before anyone else borrows it. */
+  private listened = false;
   private leakTimer: NodeJS.Timeout | undefined = undefined;
   private leakReported = false;
 
@@ -136,6 +139,40 @@ export class ConnectionLease {
    * primary, so a request always reads its own writes.
    */
   wrote = false;
+
+  /** @internal True once the raw client was handed out (`getClient()`): what runs on it is not the lease's to see. */
+  get clientTaken(): boolean {
+    return this.raw !== undefined;
+  }
+
+  /** @internal The client for the application's own use (see raw-client.ts), one wrapper per lease. */
+  rawClient(): PoolClient {
+    return (this.raw ??= new RawClient(this.client, this)).proxy;
+  }
+
+  /**
+   * @internal The application released its raw client: the hold ends now, or
+   * once the module's transaction on it ends, which owns the client till then.
+   */
+  releaseFromApplication(reason: Error | undefined): void {
+    const release = (): void => {
+      if (reason) this.brokenBy ??= reason;
+      this.release();
+    };
+    if (this.inTransactions) void this.outsideTransactions().then(release);
+    else release();
+  }
+
+  /** @internal What a finished query leaves to track: a write (on datasources with replicas), a LISTEN. */
+  noteCommands(result: QueryResult | QueryResult[] | undefined): void {
+    if (result === undefined) return;
+    if (Array.isArray(result)) {
+      for (const one of result) this.noteCommands(one);
+      return;
+    }
+    if (result.command === 'LISTEN') this.listened = true;
+    else if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+  }
 
   /** @internal True while a transaction runs, or waits to run, on this client. */
   get inTransactions(): boolean {
@@ -188,7 +225,7 @@ export class ConnectionLease {
       this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
         // Before the client may go back: a broken one must be marked so first.
         const outcome = error ? this.outcomeOf(error) : undefined;
-        if (!error && this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+        if (!error) this.noteCommands(result);
         const ended = (): void => {
           this.queryEnded(releaseAfter);
           done(outcome, result);
@@ -315,14 +352,30 @@ export class ConnectionLease {
     if (this.returning) return;
     this.returning = true;
     if (isInTransaction(this.client)) this.owner?.transactionCut();
+    if (this.raw?.hasWorkInFlight) this.leftOpen();
     const reset = this.datasource.options.resetOnRelease;
-    if (!this.brokenBy && (reset || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
+    if (!this.brokenBy && (reset || this.listened || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
     else this.giveBack();
+  }
+
+  /**
+   * The application's raw client still has a query, cursor or COPY open: the
+   * connection is closed, which ends it, rather than lent out mid-statement.
+   */
+  private leftOpen(): void {
+    this.brokenBy ??= new PoolError('a query, cursor or COPY of the raw client was still open as the hold ended');
+    // The backend would run a query to its end before it reads the close; the cancel cannot reach
+    // another borrower, as this connection is never lent again.
+    const key = backendKeyOf(this.client);
+    if (key) void sendCancelRequest(key);
+    // A hang-up ends such work on purpose: quiet (see quietly()).
+    if (!this.abandoned) this.datasource.warn(`${this.brokenBy.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
   private async cleanThenHandBack(reset: string | undefined): Promise<void> {
     try {
       if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
+      if (this.listened) await this.client.query('UNLISTEN *');
       if (reset) {
         await this.client.query(reset);
         await forgetDeallocatedStatements(this.client);
@@ -346,6 +399,7 @@ export class ConnectionLease {
       this.datasource.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
     }
     (this.client as LeasedClient)[LEASE] = undefined;
+    this.raw?.retire();
     this.client.release(this.brokenBy);
     this.datasource.leaseEnded(this);
   }

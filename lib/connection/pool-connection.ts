@@ -15,8 +15,7 @@ import { isInTransaction } from './pg-client-state.js';
 // A client that came after its scope ended went back at once: it is not the caller's to use.
 function clientOf(lease: ConnectionLease): PoolClient {
   if (lease.isReleased) throw new ConnectionScopeClosedError(lease.datasource.name);
-  lease.clientTaken = true;
-  return lease.client;
+  return lease.rawClient();
 }
 
 /**
@@ -98,7 +97,10 @@ export class PoolConnection {
   /**
    * The scope's own `pg.PoolClient` (inside a transaction, the transaction's),
    * for what `query` does not cover (cursors, COPY streams, LISTEN). The
-   * module releases it with the scope: never call `release()` on it yourself.
+   * module releases it with the scope; `release()` ends the request's hold
+   * early (`release(err)` or `release(true)` closes the connection) and later
+   * calls do nothing. Listeners added to it and LISTEN registrations end
+   * with the hold; a cursor or COPY still open then closes the connection.
    */
   getClient(): Promise<PoolClient> {
     const context = ConnectionScope.context();

@@ -115,7 +115,7 @@ export class OpenTransaction implements Transaction {
   /** The client, for `connection.getClient()` inside the transaction. */
   activeClient(): PoolClient {
     this.assertActive('get its client');
-    return this.lease.client;
+    return this.lease.rawClient();
   }
 
   /**
