@@ -1,4 +1,4 @@
-import { Controller, Get, type INestApplication } from '@nestjs/common';
+import { Controller, Get, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { HealthCheckService, TerminusModule, type HealthIndicatorFunction } from '@nestjs/terminus';
 import type { Pool } from 'pg';
 import { DatabaseError } from 'pg';
@@ -30,6 +30,20 @@ class HealthController {
   }
 }
 
+/** An Express app with `pools`, Terminus and GET /health, which runs the checks set on `checks.list`. */
+async function createHealthApp(...pools: DynamicModule[]): Promise<{ app: INestApplication; checks: HealthChecks; indicator: PoolHealthIndicator }> {
+  const checks = new HealthChecks();
+  const app = await createHttpApp(
+    {
+      imports: [...pools, TerminusModule.forRoot({ logger: false })],
+      controllers: [HealthController],
+      providers: [PoolHealthIndicator, { provide: HealthChecks, useValue: checks }],
+    },
+    'express',
+  );
+  return { app, checks, indicator: app.get(PoolHealthIndicator) };
+}
+
 /** Resolves once `pool` has emitted `event` `times` times. */
 function poolEvents(pool: Pool, event: 'release' | 'remove', times: number): Promise<void> {
   return new Promise((resolve) => {
@@ -55,21 +69,11 @@ describe('PoolHealthIndicator', () => {
   beforeAll(async () => {
     db = await createTestDatabase('health');
     proxy = await TcpProxy.start(serverAddress());
-    checks = new HealthChecks();
-    app = await createHttpApp(
-      {
-        imports: [
-          PoolModule.forRoot({ ...db.options, max: 2 }),
-          // The same database behind a proxy that can stall or cut its connections.
-          PoolModule.forRoot({ name: 'proxied', connectionString: connectionUrl(db.options, proxy.port), max: 1 }),
-          TerminusModule.forRoot({ logger: false }),
-        ],
-        controllers: [HealthController],
-        providers: [PoolHealthIndicator, { provide: HealthChecks, useValue: checks }],
-      },
-      'express',
-    );
-    indicator = app.get(PoolHealthIndicator);
+    ({ app, checks, indicator } = await createHealthApp(
+      PoolModule.forRoot({ ...db.options, max: 2 }),
+      // The same database behind a proxy that can stall or cut its connections.
+      PoolModule.forRoot({ name: 'proxied', connectionString: connectionUrl(db.options, proxy.port), max: 1 }),
+    ));
     stats = app.get(PoolStatsService);
     connection = app.get(getConnectionToken());
   });
@@ -179,6 +183,69 @@ describe('PoolHealthIndicator', () => {
     await idleConnectionGone;
     const result = await indicator.pingCheck('proxied', { name: 'proxied' });
     expect(result.proxied).toMatchObject({ status: 'down', message: 'connection refused' });
+  });
+});
+
+describe('PoolHealthIndicator with a read replica', () => {
+  const REPLICA = 'default (replica 1)';
+  let db: TestDatabase;
+  let app: INestApplication;
+  let indicator: PoolHealthIndicator;
+  let checks: HealthChecks;
+  let replicaReads: PoolConnection;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('health_replica');
+    // The replica is a second pool to the same server, of one connection.
+    ({ app, checks, indicator } = await createHealthApp(PoolModule.forRoot({ ...db.options, max: 2, replicas: [{ ...db.options, max: 1 }] })));
+    replicaReads = app.get(getConnectionToken('default', { replica: true }));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  const getHealth = (): supertest.Test => supertest(app.getHttpServer()).get('/health');
+  const idleReplica = { name: REPLICA, status: 'up', total: 1, idle: 1, inUse: 0, waiting: 0, max: 1, utilization: 0 };
+
+  it("poolCheck lists the datasource's replica pools with their figures", async () => {
+    checks.list = [() => indicator.poolCheck('database_pool')];
+    const { body } = await getHealth().expect(200);
+    expect(body.details.database_pool).toEqual({ status: 'up', total: 1, idle: 1, inUse: 0, waiting: 0, max: 2, utilization: 0, replicas: [idleReplica] });
+  });
+
+  it('poolCheck: a saturated replica pool makes the check degraded (HTTP 200), never down; checked by its name, it is down', async () => {
+    const held = await holdClients(replicaReads, 1);
+    checks.list = [() => indicator.poolCheck('database_pool', { maxWaiting: 0 })];
+    const saturated = await getHealth().expect(200);
+    expect(saturated.body.status).toBe('degraded');
+    expect(saturated.body.info.database_pool).toMatchObject({
+      status: 'degraded',
+      inUse: 0,
+      utilization: 0,
+      replicas: [{ ...idleReplica, status: 'degraded', idle: 0, inUse: 1, utilization: 1 }],
+      message: `${REPLICA}: 1 of 1 connections in use (more than 90%)`,
+    });
+
+    // A read queued on the replica (it would go to the primary after the replica's acquire timeout).
+    const queued = replicaReads.query('SELECT 1');
+    const waiting = await getHealth().expect(200);
+    expect(waiting.body.info.database_pool).toMatchObject({
+      status: 'degraded',
+      waiting: 0,
+      replicas: [{ name: REPLICA, status: 'down', waiting: 1 }],
+      message: `${REPLICA}: 1 requests waiting for a connection (more than 0)`,
+    });
+    checks.list = [() => indicator.poolCheck('replica_pool', { name: REPLICA, maxWaiting: 0 })];
+    const alone = await getHealth().expect(503);
+    expect(alone.body.error.replica_pool).toMatchObject({ status: 'down', waiting: 1, max: 1 });
+    expect(alone.body.error.replica_pool).not.toHaveProperty('replicas');
+
+    await held.release();
+    await queued;
+    checks.list = [() => indicator.poolCheck('database_pool')];
+    expect((await getHealth().expect(200)).body.details.database_pool.replicas).toEqual([idleReplica]);
   });
 });
 

@@ -33,7 +33,8 @@ describe('Prometheus metrics', () => {
     app = await createHttpApp(
       {
         imports: [
-          PoolModule.forRoot({ ...main.options, max: 3 }),
+          // A replica pool: a second pool to the same server, with a max of its own.
+          PoolModule.forRoot({ ...main.options, max: 3, replicas: [{ ...main.options, max: 1 }] }),
           // A password in the URL, which must appear nowhere.
           PoolModule.forRoot({ name: 'reports', connectionString: connectionUrl({ ...reports.options, password: SECRET }), max: 2 }),
           PoolMetricsModule.forRoot({ registry }),
@@ -56,9 +57,9 @@ describe('Prometheus metrics', () => {
     return parseExposition(response.text);
   };
 
-  it('exposes the HikariCP-style families for every datasource', async () => {
+  it('exposes the HikariCP-style families for every datasource and replica pool', async () => {
     const samples = await scrape();
-    for (const datasource of ['default', 'reports']) {
+    for (const datasource of ['default', 'default (replica 1)', 'reports']) {
       for (const series of [
         `pg_pool_connections{datasource="${datasource}",state="idle"}`,
         `pg_pool_connections{datasource="${datasource}",state="active"}`,
@@ -77,6 +78,24 @@ describe('Prometheus metrics', () => {
     }
     expect(samples.get('pg_pool_connections_max{datasource="default"}')).toBe(3);
     expect(samples.get('pg_pool_connections_max{datasource="reports"}')).toBe(2);
+    expect(samples.get('pg_pool_connections_max{datasource="default (replica 1)"}')).toBe(1);
+  });
+
+  it("shows a replica pool's connections and loans under its own name, apart from the primary's", async () => {
+    const replica = 'default (replica 1)';
+    const loans = (samples: Map<string, number>, datasource: string): number => samples.get(`pg_pool_usage_seconds_count{datasource="${datasource}"}`)!;
+    const before = await scrape();
+    const held = await holdClient(app.get<PoolConnection>(getConnectionToken('default', { replica: true })));
+    const during = await scrape();
+    expect(during.get(`pg_pool_connections{datasource="${replica}",state="active"}`)).toBe(1);
+    expect(during.get('pg_pool_connections{datasource="default",state="active"}')).toBe(0);
+    await held.release();
+
+    const after = await scrape();
+    expect({ replica: loans(after, replica) - loans(before, replica), primary: loans(after, 'default') - loans(before, 'default') }).toEqual({ replica: 1, primary: 0 });
+    const stats = app.get(PoolStatsService).get(replica);
+    expect(after.get(`pg_pool_acquire_seconds_count{datasource="${replica}"}`)).toBe(stats.acquired);
+    expect(after.get(`pg_pool_usage_seconds_count{datasource="${replica}"}`)).toBe(stats.released);
   });
 
   it('reads the pools live: a held connection shows as active, and every loan in the histograms', async () => {

@@ -49,6 +49,14 @@ describe('invalid options fail at bootstrap with a typed error', () => {
     await expect(failure).rejects.toThrow(/"twin"/);
   });
 
+  it.each(['after', 'before'])('a datasource registered %s one with a replica, named like that replica', async (order) => {
+    const withReplica = PoolModule.forRoot({ ...serverConfig(), name: 'main', replicas: [serverConfig()] });
+    const lookalike = PoolModule.forRoot({ ...serverConfig(), name: 'main (replica 1)' });
+    const failure = bootstrap(order === 'after' ? [withReplica, lookalike] : [lookalike, withReplica]);
+    await expect(failure).rejects.toBeInstanceOf(DuplicateDatasourceError);
+    await expect(failure).rejects.toThrow(/"main \(replica 1\)"/);
+  });
+
   it('a connection injected under a name no datasource has', async () => {
     @Injectable()
     class NeedsMissing {

@@ -56,7 +56,8 @@ describe('OpenTelemetry pool metrics (nestjs-pg-pool/otel)', () => {
     provider = new MeterProvider({ readers: [reader] });
     const moduleRef = await Test.createTestingModule({
       imports: [
-        PoolModule.forRoot({ ...main.options, max: 3 }),
+        // A replica pool: a second pool to the same server, with a max of its own.
+        PoolModule.forRoot({ ...main.options, max: 3, replicas: [{ ...main.options, max: 2 }] }),
         PoolModule.forRoot({ name: 'reports', connectionString: connectionUrl({ ...reports.options, password: secret }), max: 1, connectionTimeoutMillis: 200 }),
         PoolTelemetryModule.forRoot({ meterProvider: provider }),
       ],
@@ -127,6 +128,26 @@ describe('OpenTelemetry pool metrics (nestjs-pg-pool/otel)', () => {
     const created = value(after, METRIC_DB_CLIENT_CONNECTION_CREATE_TIME, pool) as { count: number; sum: number };
     expect(created.count).toBe(stats.created);
     expect(created.sum).toBeGreaterThan(0);
+  });
+
+  it("reports a replica pool under its own pool name, apart from the primary's, from its first connection on", async () => {
+    const replica = 'default (replica 1)';
+    const replicaPool = { [ATTR_DB_CLIENT_CONNECTION_POOL_NAME]: replica };
+    const used = (pool: string) => ({ [ATTR_DB_CLIENT_CONNECTION_POOL_NAME]: pool, [ATTR_DB_CLIENT_CONNECTION_STATE]: DB_CLIENT_CONNECTION_STATE_VALUE_USED });
+    const held = await holdClient(context.get<PoolConnection>(getConnectionToken('default', { replica: true })));
+    const during = await collect();
+    expect(value(during, METRIC_DB_CLIENT_CONNECTION_COUNT, used(replica))).toBe(1);
+    expect(value(during, METRIC_DB_CLIENT_CONNECTION_COUNT, used('default'))).toBe(0);
+    expect(value(during, METRIC_DB_CLIENT_CONNECTION_MAX, replicaPool)).toBe(2);
+    await held.release();
+
+    const after = await collect();
+    const stats = context.get(PoolStatsService);
+    const count = (name: string, pool: string) => (value(after, name, { [ATTR_DB_CLIENT_CONNECTION_POOL_NAME]: pool }) as { count: number }).count;
+    expect(count(METRIC_DB_CLIENT_CONNECTION_USE_TIME, replica)).toBe(stats.get(replica).released);
+    // Its startup check's connection too: the replica was watched before it connected.
+    expect(count(METRIC_DB_CLIENT_CONNECTION_CREATE_TIME, replica)).toBe(stats.get(replica).created);
+    expect(stats.get(replica).created).toBeGreaterThanOrEqual(1);
   });
 
   it('counts a request that gave up waiting for a connection as a timeout', async () => {

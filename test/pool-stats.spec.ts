@@ -14,6 +14,8 @@ import {
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { holdClient } from './support/hold-client.js';
 
+const REPLICA = 'default (replica 1)';
+
 describe('PoolStatsService', () => {
   let db: TestDatabase;
   let app: INestApplicationContext;
@@ -90,5 +92,66 @@ describe('PoolStatsService', () => {
   it('lists every datasource and refuses unknown names', () => {
     expect(stats.all().map((s) => s.datasource)).toEqual(['default']);
     expect(() => stats.get('missing')).toThrow(DatasourceNotFoundError);
+  });
+});
+
+describe('PoolStatsService with a read replica', () => {
+  let db: TestDatabase;
+  let app: INestApplicationContext;
+  let stats: PoolStatsService;
+  let replicaReads: PoolConnection;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('stats_replica');
+    // The replica is a second pool to the same server: a pool is what is measured, not what it connects to.
+    const moduleRef = await Test.createTestingModule({
+      imports: [PoolModule.forRoot({ ...db.options, max: 3, connectionTimeoutMillis: 200, replicas: [{ ...db.options, max: 1 }] })],
+    }).compile();
+    moduleRef.useLogger(false);
+    app = await moduleRef.init();
+    stats = app.get(PoolStatsService);
+    replicaReads = app.get(getConnectionToken('default', { replica: true }));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it("lists each replica pool after its datasource, under the replica's name, with its own bounds", () => {
+    expect(stats.all().map(({ datasource, replicaOf, max }) => ({ datasource, replicaOf, max }))).toEqual([
+      { datasource: 'default', replicaOf: undefined, max: 3 },
+      { datasource: REPLICA, replicaOf: 'default', max: 1 },
+    ]);
+    expect(stats.get()).not.toHaveProperty('replicaOf');
+  });
+
+  it("reads a saturated replica's figures by its name, apart from the primary's", async () => {
+    const primaryBefore = stats.get();
+    const replicaBefore = stats.get(REPLICA);
+    const held = await holdClient(replicaReads);
+    expect(stats.get(REPLICA)).toMatchObject({ total: 1, idle: 0, inUse: 1, waiting: 0 });
+    expect(stats.get()).toMatchObject({ inUse: 0, waiting: 0 });
+
+    // The replica's one connection is held: this read queues there, times out, and is answered by the primary.
+    const read = replicaReads.query('SELECT 1');
+    expect(stats.get(REPLICA).waiting).toBe(1);
+    expect(stats.get().waiting).toBe(0);
+    await read;
+    await held.release();
+
+    const primary = stats.get();
+    const replica = stats.get(REPLICA);
+    expect(replica.acquireTimeouts - replicaBefore.acquireTimeouts).toBe(1);
+    expect(primary.acquireTimeouts - primaryBefore.acquireTimeouts).toBe(0);
+    expect({ acquired: replica.acquired - replicaBefore.acquired, released: replica.released - replicaBefore.released }).toEqual({ acquired: 1, released: 1 });
+    expect({ acquired: primary.acquired - primaryBefore.acquired, released: primary.released - primaryBefore.released }).toEqual({ acquired: 1, released: 1 });
+    // The replica's hold lasted the primary's whole read (200 ms of queueing and more).
+    expect(replica.holdTime.sum - replicaBefore.holdTime.sum).toBeGreaterThanOrEqual(0.2);
+  });
+
+  it('refuses unknown replica names, listing the replica pools among the known ones', () => {
+    expect(() => stats.get('default (replica 2)')).toThrow(DatasourceNotFoundError);
+    expect(() => stats.get('default (replica 2)')).toThrow(/"default \(replica 1\)"/);
   });
 });

@@ -15,34 +15,43 @@ import { validatePoolOptions } from './pool-options.js';
 /**
  * The datasources of one application. Checks them all at startup (so a bad
  * one fails the bootstrap, and the good ones are closed with it) and ends
- * them all at shutdown.
+ * them all at shutdown. A datasource's replica pools are listed too (for
+ * statistics, metrics and health), but its ReplicaSet checks and closes them.
  */
 @Injectable()
 export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(POOL_LOGGER_CONTEXT);
   private readonly datasources = new Map<string, Datasource>();
-  /** What watchEach() calls for each datasource created from now on. */
+  /** Every pool by name: the datasources and their replicas, which share one namespace. */
+  private readonly pools = new Map<string, Datasource>();
+  /** What watchEach() calls for each pool created from now on. */
   private readonly watchers = new Set<(datasource: Datasource) => void>();
 
   /** Validates the options and creates the datasource; no connection is opened yet. */
   create(name: string, options: PoolModuleOptions): Datasource {
     validatePoolOptions(name, options);
-    if (this.datasources.has(name)) throw new DuplicateDatasourceError(name);
+    // A replica's name taken by another datasource would merge two pools' series in the metrics.
+    const names = [name, ...(options.replicas ?? []).map((_replica, index) => replicaName(name, index))];
+    const taken = names.find((poolName) => this.pools.has(poolName));
+    if (taken !== undefined) throw new DuplicateDatasourceError(taken);
     const datasource = new Datasource(name, options, this.logger, this.createReplicaSet(name, options));
     this.datasources.set(name, datasource);
-    for (const watch of this.watchers) watch(datasource);
+    const pools = poolsOf(datasource);
+    for (const pool of pools) this.pools.set(pool.name, pool);
+    for (const watch of this.watchers) pools.forEach(watch);
     return datasource;
   }
 
   /**
-   * Calls `watch` for every datasource, those there now and those created
-   * later, until the returned function is called, which also calls what each
-   * `watch` returned. Called as providers are created, it sees every
-   * datasource before its first connection (the check of onModuleInit()).
+   * Calls `watch` for every pool (datasources and their replicas), those
+   * there now and those created later, until the returned function is
+   * called, which also calls what each `watch` returned. Called as providers
+   * are created, it sees every pool before its first connection (the check
+   * of onModuleInit()).
    */
-  watchEach(watch: (datasource: Datasource) => () => void): () => void {
-    const stops = this.all().map(watch);
-    const watcher = (datasource: Datasource): void => void stops.push(watch(datasource));
+  watchEach(watch: (pool: Datasource) => () => void): () => void {
+    const stops = this.allPools().map(watch);
+    const watcher = (pool: Datasource): void => void stops.push(watch(pool));
     this.watchers.add(watcher);
     return () => {
       this.watchers.delete(watcher);
@@ -56,12 +65,25 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     return datasource;
   }
 
+  /** A datasource or a replica pool, by name (`default (replica 1)`). */
+  getPool(name: string): Datasource {
+    const pool = this.pools.get(name);
+    if (!pool) throw new DatasourceNotFoundError(name, [...this.pools.keys()]);
+    return pool;
+  }
+
   names(): string[] {
     return [...this.datasources.keys()];
   }
 
+  /** The datasources, without their replicas. */
   all(): Datasource[] {
     return [...this.datasources.values()];
+  }
+
+  /** Every pool: each datasource followed by its replicas. */
+  allPools(): Datasource[] {
+    return [...this.pools.values()];
   }
 
   async onModuleInit(): Promise<void> {
@@ -79,11 +101,11 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     // A replica takes the primary's pool settings, not where it connects.
     const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, ...inherited } = options;
     const replicaDatasources = replicas.map((replica, index) => {
-      const replicaName = `${name} (replica ${index + 1})`;
+      const poolName = replicaName(name, index);
       // An unreachable replica is skipped, not waited for: no startup retries.
-      const replicaOptions: PoolModuleOptions = { ...inherited, retryAttempts: 0, ...replica, name: replicaName };
-      validatePoolOptions(replicaName, replicaOptions);
-      return new Datasource(replicaName, replicaOptions, this.logger);
+      const replicaOptions: PoolModuleOptions = { ...inherited, retryAttempts: 0, ...replica, name: poolName };
+      validatePoolOptions(poolName, replicaOptions);
+      return new Datasource(poolName, replicaOptions, this.logger, undefined, name);
     });
     return new ReplicaSet(replicaDatasources, replicaRetryMillis ?? DEFAULT_REPLICA_RETRY_MS);
   }
@@ -107,4 +129,13 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
   async closeAll(): Promise<void> {
     await Promise.all(this.all().map((datasource) => datasource.close()));
   }
+}
+
+/** The pool name of a datasource's replica, as logs, statistics, metrics and health show it. */
+function replicaName(datasource: string, index: number): string {
+  return `${datasource} (replica ${index + 1})`;
+}
+
+function poolsOf(datasource: Datasource): Datasource[] {
+  return [datasource, ...(datasource.replicas?.replicas ?? [])];
 }

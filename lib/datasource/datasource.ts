@@ -19,7 +19,7 @@ import {
   type PoolCounts,
   type PoolUnavailableError,
 } from '../pool.errors.js';
-import { delay } from '../pool.utils.js';
+import { delay, settlesWithin } from '../pool.utils.js';
 import type { ReplicaSet } from '../replication/replica-set.js';
 import { AvailabilityLog } from './availability-log.js';
 import { timedClientClass } from './connect-time.js';
@@ -171,15 +171,15 @@ export class Datasource {
 
   /**
    * A first query at startup, retried `retryAttempts` times `retryDelay` ms apart;
-   * then opens the `min` connections the pool keeps warm.
+   * then opens the `min` connections the pool keeps warm. Every wait in it is
+   * bounded (see startupBound()), so a boot always ends: started or failed.
    */
   async checkConnection(): Promise<void> {
     const retries = this.options.retryAttempts ?? DEFAULT_RETRY_ATTEMPTS;
     const retryDelay = this.options.retryDelay ?? DEFAULT_RETRY_DELAY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        const { rows } = await this.pool.query<{ available: number }>(CONNECTION_BUDGET_QUERY);
-        this.checkBudget(rows[0].available);
+        this.checkBudget(await this.startupQuery());
         break;
       } catch (error) {
         const reason = this.reasonOf(error);
@@ -225,11 +225,92 @@ export class Datasource {
     );
   }
 
+  /**
+   * How long one startup step (a connection, the check's query) may take:
+   * `connectionTimeoutMillis`, or the module's default where it is 0 (wait
+   * for ever), which a boot must not do.
+   */
+  private startupBound(): number {
+    return this.pool.options.connectionTimeoutMillis || DEFAULT_ACQUIRE_TIMEOUT_MS;
+  }
+
+  /**
+   * The startup check's query on a client of its own, within startupBound()
+   * for the connection and again for the answer: a server that takes the
+   * connection and then says nothing (a pooler waiting for a database it
+   * cannot reach) fails the attempt instead of holding the boot. A client
+   * whose query failed or was given up on is closed, not kept.
+   */
+  private async startupQuery(): Promise<number> {
+    const bound = this.startupBound();
+    const client = await this.connectWithin(bound);
+    const query = client.query<{ available: number }>(CONNECTION_BUDGET_QUERY);
+    if (!(await settlesWithin(query, bound))) {
+      const silence = new PoolError(`no answer within ${bound} ms`);
+      client.release(silence);
+      throw silence;
+    }
+    try {
+      const { rows } = await query;
+      client.release();
+      return rows[0].available;
+    } catch (error) {
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
+  }
+
+  /**
+   * `pool.connect()` within `bound` ms: pg-pool bounds it itself when
+   * `connectionTimeoutMillis` is set; otherwise a client that comes after the
+   * bound is closed at once, as nobody waits for it any more.
+   */
+  private connectWithin(bound: number): Promise<pg.PoolClient> {
+    if (this.pool.options.connectionTimeoutMillis) return this.pool.connect();
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined = setTimeout(() => {
+        timer = undefined;
+        reject(new PoolError(`no connection within ${bound} ms`));
+      }, bound);
+      this.pool.connect((error, client) => {
+        if (timer === undefined) return client?.release(true);
+        clearTimeout(timer);
+        if (error || !client) reject(error ?? new PoolError('no client'));
+        else resolve(client);
+      });
+    });
+  }
+
+  /**
+   * Opens the `min` connections the pool keeps. Falling short does not fail
+   * the boot: the check has just shown that the server answers with these
+   * credentials, and a full `min` is a matter of capacity (the role's or the
+   * server's connection limit, still held by the instance being replaced),
+   * as HikariCP fills `minimumIdle` after it starts. So the pool starts with
+   * what it opened, says so once, and opens more as requests need them.
+   * Every client opened here goes back, whatever became of the others.
+   */
   private async warmUp(): Promise<void> {
     const min = this.options.min ?? 0;
     if (min <= 0) return;
-    const clients = await Promise.all(Array.from({ length: min }, () => this.pool.connect()));
-    for (const client of clients) client.release();
+    const bound = this.startupBound();
+    const attempts = await Promise.allSettled(Array.from({ length: min }, () => this.connectWithin(bound)));
+    let opened = 0;
+    let failure: unknown = undefined;
+    for (const attempt of attempts) {
+      if (attempt.status === 'fulfilled') {
+        attempt.value.release();
+        opened++;
+      } else {
+        failure ??= attempt.reason;
+      }
+    }
+    if (opened < min) {
+      this.warn(
+        `opened ${opened} of its min ${min} connections at startup (${this.reasonOf(failure)}); ` +
+          'it starts with those and opens more as requests need them',
+      );
+    }
   }
 
   /** Why an acquire fails at once, if it does: the datasource is closing, or too many already wait. */
@@ -302,19 +383,21 @@ export class Datasource {
     this.waiting.clear();
     for (const recipient of waiting) recipient.refused(new PoolClosedError(this.name));
     const ended = this.pool.end();
-    if (this.leases.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = this.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS;
-      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeout, true)));
-      const drained = await Promise.race([ended.then(() => false), timedOut]);
-      clearTimeout(timer);
-      if (drained) {
-        this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
-        const reason = new PoolError(`datasource "${this.name}" shut down`);
-        await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));
-      }
+    const timeout = this.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    if (this.leases.size > 0 && !(await settlesWithin(ended, timeout))) {
+      this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
+      const reason = new PoolError(`datasource "${this.name}" shut down`);
+      await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));
     }
-    await ended;
+    // pg-pool's end() waits for every client it lent, the module's or not (a
+    // pool.connect() of @InjectPool never released, a connection still
+    // opening with no connectionTimeoutMillis): shutdown does not wait for ever on those.
+    if (!(await settlesWithin(ended, timeout))) {
+      this.warn(
+        `the pool has not ended ${timeout} ms after its last lease: ${this.pool.totalCount} connection(s) ` +
+          'taken with pool.connect() and not released, or still opening; shutdown goes on without them',
+      );
+    }
   }
 
   private reasonOf(error: unknown): string {

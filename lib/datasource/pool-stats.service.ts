@@ -12,13 +12,19 @@ export class PoolStatsService {
   /** @internal The module provides it: inject it rather than constructing it. */
   constructor(private readonly registry: DatasourceRegistry) {}
 
-  /** Statistics of one datasource (default `'default'`); throws `DatasourceNotFoundError` for an unknown name. */
+  /**
+   * Statistics of one datasource (default `'default'`) or of one replica pool
+   * (`'default (replica 1)'`); throws `DatasourceNotFoundError` for an unknown name.
+   */
   get(name: string = DEFAULT_DATASOURCE_NAME): PoolStats {
-    return this.registry.get(name).stats.snapshot();
+    return this.registry.getPool(name).stats.snapshot();
   }
 
-  /** Statistics of every datasource, in registration order. */
+  /**
+   * Statistics of every pool, in registration order: each datasource followed
+   * by its replicas (those with `replicaOf` set).
+   */
   all(): PoolStats[] {
-    return this.registry.all().map((datasource) => datasource.stats.snapshot());
+    return this.registry.allPools().map((pool) => pool.stats.snapshot());
   }
 }

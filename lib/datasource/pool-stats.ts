@@ -25,10 +25,12 @@ export interface DurationDistribution {
   readonly sum: number;
 }
 
-/** What a datasource's pool is doing now, and what it has done since startup. */
+/** What a datasource's pool, or one of its replicas' pools, is doing now, and what it has done since startup. */
 export interface PoolStats {
-  /** Name of the datasource. */
+  /** Name of the datasource, or of the replica pool: `<datasource> (replica N)`, N counting from 1 in `replicas` order. */
   readonly datasource: string;
+  /** For a replica pool, the name of the datasource it is a replica of; absent for a datasource's own pool. */
+  readonly replicaOf?: string;
   /** Open connections, connecting ones included. */
   readonly total: number;
   /** Open connections waiting in the pool. */
@@ -110,6 +112,7 @@ export class PoolStatsRecorder {
   constructor(
     private readonly name: string,
     private readonly pool: pg.Pool,
+    private readonly replicaOf?: string,
   ) {
     pool.on('connect', (client) => {
       this.created++;
@@ -160,6 +163,7 @@ export class PoolStatsRecorder {
     const { pool } = this;
     return {
       datasource: this.name,
+      ...(this.replicaOf === undefined ? {} : { replicaOf: this.replicaOf }),
       total: pool.totalCount,
       idle: pool.idleCount,
       inUse: pool.totalCount - pool.idleCount,

@@ -13,11 +13,11 @@ export interface PingCheckOptions {
 
 /** Options of `PoolHealthIndicator.poolCheck`. */
 export interface PoolCheckOptions {
-  /** Datasource to check. Default `'default'`. */
+  /** Datasource to check, with its replicas; or one replica pool alone (`'default (replica 1)'`). Default `'default'`. */
   name?: string;
-  /** Down when more requests than this wait for a connection. Default: the pool's `max`. */
+  /** Down when more requests than this wait for a connection (a replica: degraded). Default: the pool's `max`. */
   maxWaiting?: number;
-  /** Degraded when the share of connections in use (0 to 1) passes this. Default 0.9. */
+  /** Degraded when the share of connections in use (0 to 1) passes this, in any of the pools checked. Default 0.9. */
   maxUtilization?: number;
 }
 

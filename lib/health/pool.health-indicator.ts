@@ -5,6 +5,7 @@ import { PoolStatsService } from '../datasource/pool-stats.service.js';
 import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
 import { describeFailure } from './describe-failure.js';
 import { ping } from './ping.js';
+import { poolLoad, type PoolLoad } from './pool-load.js';
 import type { PingCheckOptions, PoolCheckOptions, ReplicaCheckOptions } from './pool-health-options.interface.js';
 
 const DEFAULT_PING_TIMEOUT_MS = 1000;
@@ -48,26 +49,32 @@ export class PoolHealthIndicator {
   /**
    * The pool's figures (total, idle, in use, waiting, max, utilization):
    * degraded (HTTP 200) when the share in use passes `maxUtilization`, down
-   * when more than `maxWaiting` requests wait for a connection. Reads counters
-   * only; it never touches the database.
+   * when more than `maxWaiting` requests wait for a connection. A datasource
+   * with replicas also lists each replica pool (`replicas`: name, status and
+   * the same figures, judged by the same thresholds); a replica over them
+   * makes the check degraded, never down, since reads it cannot take go to
+   * the primary. `name` may also be one replica pool's (`default (replica 1)`),
+   * checked alone like a datasource. Reads counters only; it never touches the database.
    */
   poolCheck<const Key extends string>(key: Key, options: PoolCheckOptions = {}): HealthIndicatorResult<Key> {
-    const { total, idle, inUse, waiting, max } = this.stats.get(options.name ?? DEFAULT_DATASOURCE_NAME);
-    const maxWaiting = options.maxWaiting ?? max;
+    const name = options.name ?? DEFAULT_DATASOURCE_NAME;
     const maxUtilization = options.maxUtilization ?? DEFAULT_MAX_UTILIZATION;
     if (!(maxUtilization >= 0 && maxUtilization <= 1)) {
       throw new RangeError(`poolCheck("${key}"): maxUtilization must be between 0 and 1, got ${maxUtilization}`);
     }
-    const utilization = Math.round((inUse / max) * 100) / 100;
-    const data = { total, idle, inUse, waiting, max, utilization };
+    const judge = (poolName: string): PoolLoad => poolLoad(this.stats.get(poolName), options.maxWaiting, maxUtilization);
+    const pool = judge(name);
+    const replicas = (this.registry.getPool(name).replicas?.replicas ?? []).map((replica) => ({ name: replica.name, ...judge(replica.name) }));
+    const data = {
+      ...pool.figures,
+      ...(replicas.length ? { replicas: replicas.map((replica) => ({ name: replica.name, status: replica.status, ...replica.figures })) } : {}),
+    };
     const session = this.health.check(key);
-    if (waiting > maxWaiting) {
-      return session.down({ ...data, message: `${waiting} requests waiting for a connection (more than ${maxWaiting})` });
-    }
-    if (inUse / max > maxUtilization) {
-      return session.degraded({ ...data, message: `${inUse} of ${max} connections in use (more than ${Math.round(maxUtilization * 100)}%)` });
-    }
-    return session.up(data);
+    const replicasOver = replicas.filter((replica) => replica.status !== 'up');
+    if (pool.status === 'up' && replicasOver.length === 0) return session.up(data);
+    const messages = [...(pool.message ? [pool.message] : []), ...replicasOver.map((replica) => `${replica.name}: ${replica.message}`)];
+    const withMessage = { ...data, message: messages.join('; ') };
+    return pool.status === 'down' ? session.down(withMessage) : session.degraded(withMessage);
   }
 
   /**

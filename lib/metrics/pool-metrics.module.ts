@@ -35,14 +35,14 @@ class PoolMetricsRegistration implements OnModuleInit, OnModuleDestroy {
 }
 
 /**
- * Prometheus metrics of every datasource of the application, read from the
- * pools at each scrape. Needs `prom-client`; import it from
+ * Prometheus metrics of every datasource of the application and of its
+ * replicas' pools, read from the pools at each scrape. Needs `prom-client`; import it from
  * `nestjs-pg-pool/metrics`.
  */
 @Module({})
 export class PoolMetricsModule {
   /**
-   * Adds the `pg_pool_*` metrics, labelled by datasource, to the registry when
+   * Adds the `pg_pool_*` metrics, labelled by datasource (or replica pool), to the registry when
    * the application starts, and takes them out when it stops.
    */
   static forRoot(options: PoolMetricsModuleOptions = {}): DynamicModule {

@@ -33,7 +33,8 @@ class PoolTelemetryRegistration implements OnModuleDestroy {
 }
 
 /**
- * OpenTelemetry metrics of every datasource of the application, under the
+ * OpenTelemetry metrics of every datasource of the application and of its
+ * replicas' pools (each its own `db.client.connection.pool.name`), under the
  * semantic conventions' `db.client.connection.*` names. Needs
  * `@opentelemetry/api`; import it from `nestjs-pg-pool/otel`.
  */

@@ -75,7 +75,7 @@ const DURATIONS: Record<keyof PoolStatsObserver, { name: string; description: st
 };
 
 /**
- * Reports the pools of `registry`'s datasources through `meter` under the
+ * Reports the pools of `registry`'s datasources and their replicas through `meter` under the
  * semantic conventions' names: gauges read from the pools at each
  * collection, and the create, wait and use histograms recorded as each
  * connection, checkout and hand-back happens. Returns the function that
@@ -88,7 +88,7 @@ export function reportPools(meter: Meter, registry: DatasourceRegistry): () => v
   });
   const observables = gauges.map(([, observable]) => observable);
   const collect = (result: BatchObservableResult): void => {
-    for (const datasource of registry.all()) {
+    for (const datasource of registry.allPools()) {
       const stats = datasource.stats.snapshot();
       const attributes = attributesOf(datasource);
       for (const [gauge, observable] of gauges) {
