@@ -68,6 +68,8 @@ export class Datasource {
     private readonly logger: Logger,
     /** Where reads may go instead, when this datasource has replicas. */
     readonly replicas?: ReplicaSet,
+    /** The datasource whose replica this pool is, if it is one. */
+    replicaOf?: string,
   ) {
     const {
       name: _name,
@@ -94,7 +96,7 @@ export class Datasource {
     });
     this.max = this.pool.options.max;
     this.target = describeTarget(poolConfig);
-    this.stats = new PoolStatsRecorder(name, this.pool);
+    this.stats = new PoolStatsRecorder(name, this.pool, replicaOf);
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
     this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
