@@ -7,6 +7,7 @@ import { mayHaveWritten } from '../replication/read-routing.js';
 import type { Turns } from '../transaction/turns.js';
 import { sendCancelRequest } from './cancel-request.js';
 import { RawClient, type RawClientOwner } from './raw-client.js';
+import { DEALLOCATE_ALL, sessionResets } from './session-state.js';
 import { describeHolder, type ScopeHolder } from './scope-holder.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction, whenReadyForQuery } from './pg-client-state.js';
 
@@ -105,8 +106,8 @@ export class ConnectionLease implements RawClientOwner {
   private handedBack = false;
   /** The client as handed to the application (`getClient()`), once it was. */
   private raw: RawClient | undefined = undefined;
-  /** A LISTEN ran on this client: its registrations are cleared before anyone else borrows it. */
-  private listened = false;
+  /** What undoes the session state the holder left (see session-state.ts), run before anyone else borrows the client. */
+  private sessionResets: Set<string> | undefined = undefined;
   private leakTimer: NodeJS.Timeout | undefined = undefined;
   private leakReported = false;
 
@@ -163,15 +164,21 @@ export class ConnectionLease implements RawClientOwner {
     else release();
   }
 
-  /** @internal What a finished query leaves to track: a write (on datasources with replicas), a LISTEN. */
-  noteCommands(result: QueryResult | QueryResult[] | undefined): void {
+  /** @internal True once the holder changed the session (a SET, a LISTEN, …): the client stays with it to the end. */
+  get changedSession(): boolean {
+    return this.sessionResets !== undefined;
+  }
+
+  /** @internal What a finished query leaves to track: session state to undo, a write (on datasources with replicas). */
+  noteCommands(result: QueryResult | QueryResult[] | undefined, input: QueryInput | undefined): void {
     if (result === undefined) return;
     if (Array.isArray(result)) {
-      for (const one of result) this.noteCommands(one);
+      for (const one of result) this.noteCommands(one, input);
       return;
     }
-    if (result.command === 'LISTEN') this.listened = true;
-    else if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+    const resets = sessionResets(result.command, typeof input === 'string' ? input : input?.text);
+    for (const reset of resets) (this.sessionResets ??= new Set()).add(reset);
+    if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
   }
 
   /** @internal True while a transaction runs, or waits to run, on this client. */
@@ -225,7 +232,7 @@ export class ConnectionLease implements RawClientOwner {
       this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
         // Before the client may go back: a broken one must be marked so first.
         const outcome = error ? this.outcomeOf(error) : undefined;
-        if (!error) this.noteCommands(result);
+        if (!error) this.noteCommands(result, input);
         const ended = (): void => {
           this.queryEnded(releaseAfter);
           done(outcome, result);
@@ -354,7 +361,7 @@ export class ConnectionLease implements RawClientOwner {
     if (isInTransaction(this.client)) this.owner?.transactionCut();
     if (this.raw?.hasWorkInFlight) this.leftOpen();
     const reset = this.datasource.options.resetOnRelease;
-    if (!this.brokenBy && (reset || this.listened || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
+    if (!this.brokenBy && (reset || this.sessionResets || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
     else this.giveBack();
   }
 
@@ -375,11 +382,10 @@ export class ConnectionLease implements RawClientOwner {
   private async cleanThenHandBack(reset: string | undefined): Promise<void> {
     try {
       if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
-      if (this.listened) await this.client.query('UNLISTEN *');
-      if (reset) {
-        await this.client.query(reset);
-        await forgetDeallocatedStatements(this.client);
-      }
+      const undo = this.sessionResets;
+      if (undo) await this.client.query([...undo].join('; '));
+      if (reset) await this.client.query(reset);
+      if (reset || undo?.has(DEALLOCATE_ALL)) await forgetDeallocatedStatements(this.client);
     } catch (error) {
       this.brokenBy ??= error as Error;
     }

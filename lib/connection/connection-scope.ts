@@ -102,12 +102,13 @@ class LeaseSlot implements LeaseRecipient {
    * Hands the client back before the scope ends, unless it is still on its
    * way, in a transaction (the module's or a raw `BEGIN`), out as a raw
    * client (`getClient()`: a cursor or a COPY stream may still read from it),
+   * holding session state the request set (its later queries must see it),
    * or wrote on a datasource with replicas (only those track `wrote`: the
    * request's later reads must stay on the primary).
    */
   letGo(): boolean {
     const lease = this.lease;
-    if (lease === undefined || lease.inTransactions || lease.wrote || lease.clientTaken || isInTransaction(lease.client)) return false;
+    if (lease === undefined || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession || isInTransaction(lease.client)) return false;
     lease.release();
     return true;
   }

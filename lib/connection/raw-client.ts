@@ -7,7 +7,7 @@ export interface RawClientOwner {
   /** The application called `release()`: with `reason`, the connection must be closed rather than reused. */
   releaseFromApplication(reason: Error | undefined): void;
   /** A query of the raw client ended with `result` (an array for several statements in one text). */
-  noteCommands(result: QueryResult | QueryResult[] | undefined): void;
+  noteCommands(result: QueryResult | QueryResult[] | undefined, input: string | { text?: string } | undefined): void;
 }
 
 type Listener = (...args: unknown[]) => void;
@@ -117,7 +117,7 @@ export class RawClient {
     this.inFlight++;
     const ended = (result: QueryResult | undefined): void => {
       this.inFlight--;
-      this.owner.noteCommands(result);
+      this.owner.noteCommands(result, input as string | { text?: string } | undefined);
     };
     if (callback) {
       args[args.length - 1] = (error: Error | null, result?: QueryResult) => {

@@ -29,9 +29,12 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   leakDetectionThreshold?: number;
   /**
-   * SQL run on a client before it goes back to the pool, to clear session
-   * state (`SET`, temp tables, advisory locks, prepared statements), e.g.
-   * `'DISCARD ALL'`. A failure closes the connection. Default: none.
+   * SQL run on every client before it goes back to the pool, e.g.
+   * `'DISCARD ALL'`. Without it the module undoes the session state it sees
+   * a request leave (`SET`, `set_config(…, false)`, `LISTEN`, `PREPARE`,
+   * cursors, temporary tables, session advisory locks); this is for state it
+   * cannot see (changed inside functions). A failure closes the connection.
+   * Default: none.
    */
   resetOnRelease?: string;
   /**
