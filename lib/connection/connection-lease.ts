@@ -370,13 +370,14 @@ export class ConnectionLease implements RawClientOwner {
    * connection is closed, which ends it, rather than lent out mid-statement.
    */
   private leftOpen(): void {
-    this.brokenBy ??= new PoolError('a query, cursor or COPY of the raw client was still open as the hold ended');
+    const reason = new PoolError('a query, cursor or COPY of the raw client was still open as the hold ended');
+    this.brokenBy ??= reason;
     // The backend would run a query to its end before it reads the close; the cancel cannot reach
     // another borrower, as this connection is never lent again.
     const key = backendKeyOf(this.client);
     if (key) void sendCancelRequest(key);
     // A hang-up ends such work on purpose: quiet (see quietly()).
-    if (!this.abandoned) this.datasource.warn(`${this.brokenBy.message} (close cursors and await queries before the request ends); its connection was closed`);
+    if (!this.abandoned) this.datasource.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
   private async cleanThenHandBack(reset: string | undefined): Promise<void> {
