@@ -75,9 +75,12 @@ export class DatasourceNotFoundError extends PoolError {
 
 /**
  * No connection could be had for now: the request may succeed if retried
- * later. Shaped like an http-errors error (`statusCode` 503, `expose`), so
- * Nest's default exception filter answers `503 Service Unavailable` with the
- * message; within an HTTP request the module also sets `Retry-After`.
+ * later. Shaped like an http-errors error (`statusCode` 503, `expose`
+ * false), so Nest's default exception filter answers
+ * `503 Service Unavailable` with that status text alone, on Express and
+ * Fastify; within an HTTP request the module also sets `Retry-After`. The
+ * message, with the server and the driver's reason, stays in the error and in
+ * the datasource's log line.
  */
 export class PoolUnavailableError extends QuietPoolError {
   /** 503 Service Unavailable: the request itself was fine and may succeed if retried. Nest's default filter answers with it. */
@@ -85,11 +88,12 @@ export class PoolUnavailableError extends QuietPoolError {
   /** Same as `statusCode`, as http-errors sets both; Nest's default filter takes the error for an HTTP one only when they agree. */
   readonly status = 503;
   /**
-   * True, so Nest's default filter sends the message rather than the bare
-   * status text: it holds no password or connection string, though a
-   * `DatabaseUnreachableError`'s names the server (`user@host:port/database`).
+   * False, as http-errors sets it for every 5xx: Nest's default filter then
+   * sends the status text, not the message, which may name the server
+   * (`user@host:port/database`) and the driver's reason. An exception filter
+   * of the application's own can show more (see the troubleshooting page).
    */
-  readonly expose = true;
+  readonly expose = false;
 }
 
 /**

@@ -12,13 +12,14 @@ import {
   InternalServerErrorException,
   Module,
   Param,
+  ServiceUnavailableException,
   type INestApplication,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Datasource } from '../../../lib/datasource/datasource.js';
-import { InjectConnection, PoolConnection, PoolModule, QuietPoolError, type PoolModuleOptions } from '../../../lib/index.js';
+import { InjectConnection, PoolConnection, PoolModule, PoolUnavailableError, QuietPoolError, type PoolModuleOptions } from '../../../lib/index.js';
 import { getDatasourceToken } from '../../../lib/pool.utils.js';
 
 export interface FaultAppConfig {
@@ -42,11 +43,12 @@ export interface FaultAppStats {
 }
 
 /**
- * Lets the module's quiet errors through (Nest answers them 503 or 499
- * without logging them) and names any other in the 500 it becomes, so the
- * suite can count failures by kind.
+ * Puts the message of the module's 503s in the answer (Nest's default filter
+ * sends their status text alone) and names any other error in the 500 it
+ * becomes, so the suite can count failures by kind; a 499 goes through as is.
  */
 function explain(error: unknown): never {
+  if (error instanceof PoolUnavailableError) throw new ServiceUnavailableException(error.message);
   if (error instanceof HttpException || error instanceof QuietPoolError) throw error;
   const { constructor, message, code } = error as { constructor: { name: string }; message: string; code?: string };
   throw new InternalServerErrorException(`${constructor.name}${code ? ` ${code}` : ''}: ${message}`);
