@@ -5,6 +5,7 @@ import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { addHandlerInterceptors } from './scope-initializers/connection-scope.handler-interceptors.js';
 import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
+import { HttpServerDrain } from './scope-initializers/http-server.drain.js';
 import { scopePlatformRequests } from './scope-initializers/platform-scoping.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
@@ -12,7 +13,8 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
  * Imported once per application by every `PoolModule.forRoot*()`: holds the
  * registry of datasources, the public reader of their statistics, the
  * scoping of connections to HTTP requests and to message handlers (RPC,
- * WebSocket), and the bootstrap check of `@Transactional()`.
+ * WebSocket), the shutdown drain of the HTTP server, and the bootstrap
+ * check of `@Transactional()`.
  */
 @Global()
 @Module({
@@ -27,6 +29,7 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 export class PoolCoreModule implements NestModule {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
+    private readonly registry: DatasourceRegistry,
     discovery: DiscoveryService,
     scanner: MetadataScanner,
   ) {
@@ -38,7 +41,11 @@ export class PoolCoreModule implements NestModule {
   // module's middleware and registers the routes.
   configure(consumer: MiddlewareConsumer): void {
     const adapter = this.adapterHost.httpAdapter;
-    if (!adapter || !scopePlatformRequests(adapter, consumer)) return;
+    if (!adapter) return;
+    // At shutdown the server stops accepting and its requests finish before the pools close.
+    const drain = HttpServerDrain.watch(adapter.getHttpServer());
+    if (drain) this.registry.drainFirst((drainUntil) => drain.drain(drainUntil));
+    if (!scopePlatformRequests(adapter, consumer)) return;
     scopeHttpRequests(adapter.getHttpServer());
     handBackOnAnswer(adapter);
   }

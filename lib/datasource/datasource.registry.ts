@@ -6,7 +6,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
-import { DEFAULT_REPLICA_RETRY_MS, POOL_LOGGER_CONTEXT } from '../pool.constants.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REPLICA_RETRY_MS, POOL_LOGGER_CONTEXT } from '../pool.constants.js';
 import { DatasourceNotFoundError, DuplicateDatasourceError } from '../pool.errors.js';
 import { ReplicaSet } from '../replication/replica-set.js';
 import { Datasource } from './datasource.js';
@@ -26,6 +26,8 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
   private readonly pools = new Map<string, Datasource>();
   /** What watchEach() calls for each pool created from now on. */
   private readonly watchers = new Set<(datasource: Datasource) => void>();
+  /** What shutdown waits for before the pools close; see drainFirst(). */
+  private readonly drains = new Set<(drainUntil: number) => Promise<void>>();
 
   /** Validates the options and creates the datasource; no connection is opened yet. */
   create(name: string, options: PoolModuleOptions): Datasource {
@@ -111,23 +113,44 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
   }
 
   /**
-   * Shutdown starts here, before Nest closes the HTTP server: that close
-   * waits for every open request, so a request stuck in a query would hold
-   * it (and the process) past drainTimeoutMillis. Draining first lets the
-   * timeout end such a request; requests arriving meanwhile get 503.
+   * Has shutdown wait for `drain` before the pools close: the HTTP server's
+   * requests in flight, which still need their connections. `drain` gets the
+   * `performance.now()` time by which it must resolve.
    */
-  async beforeApplicationShutdown(): Promise<void> {
-    await this.closeAll();
+  drainFirst(drain: (drainUntil: number) => Promise<void>): void {
+    this.drains.add(drain);
   }
 
-  /** Nothing left to do after beforeApplicationShutdown (closing is idempotent), unless that hook was skipped. */
+  /**
+   * Shutdown, after onModuleDestroy and before Nest closes the HTTP server
+   * (which waits for every open connection). The drains go first (the HTTP
+   * server stops accepting and its requests in flight finish, the pools
+   * still lending), then the pools close: work still holding a client
+   * (un-awaited writes, listeners) has what is left of drainTimeoutMillis,
+   * counted from here, and a query still running then is cancelled. So a
+   * request stuck in a query cannot hold the process past the timeout.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    const since = performance.now();
+    const drainMillis = Math.max(0, ...this.all().map((datasource) => datasource.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS));
+    await Promise.all([...this.drains].map((drain) => drain(since + drainMillis)));
+    await this.closeAll(since);
+  }
+
+  /**
+   * Nest closes the HTTP server between the two hooks; closing is idempotent,
+   * so this does nothing unless beforeApplicationShutdown was skipped.
+   */
   async onApplicationShutdown(): Promise<void> {
     await this.closeAll();
   }
 
-  /** Ends every datasource; also for startup checks outside the registry that fail the bootstrap. */
-  async closeAll(): Promise<void> {
-    await Promise.all(this.all().map((datasource) => datasource.close()));
+  /**
+   * Ends every datasource, their drain timeouts counted from `since`; also for
+   * startup checks outside the registry that fail the bootstrap.
+   */
+  async closeAll(since?: number): Promise<void> {
+    await Promise.all(this.all().map((datasource) => datasource.close(since)));
   }
 }
 

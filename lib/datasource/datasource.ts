@@ -196,9 +196,11 @@ export class Datasource {
   /**
    * Stops lending, waits up to `drainTimeoutMillis` for lent clients to come
    * back, closes the connections of those that did not, then ends the pool.
+   * The timeout counts from `since` (a `performance.now()` time): the start
+   * of a shutdown that first let the requests in flight finish.
    */
-  close(): Promise<void> {
-    this.closing ??= Promise.all([this.drainAndEnd(), this.replicas?.close()]).then(() => undefined);
+  close(since = performance.now()): Promise<void> {
+    this.closing ??= Promise.all([this.drainAndEnd(since), this.replicas?.close(since)]).then(() => undefined);
     return this.closing;
   }
 
@@ -380,13 +382,14 @@ export class Datasource {
     return new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error));
   }
 
-  private async drainAndEnd(): Promise<void> {
+  private async drainAndEnd(since: number): Promise<void> {
     const waiting = [...this.waiting];
     this.waiting.clear();
     for (const recipient of waiting) recipient.refused(new PoolClosedError(this.name));
     const ended = this.pool.end();
     const timeout = this.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS;
-    if (this.leases.size > 0 && !(await settlesWithin(ended, timeout))) {
+    const left = Math.max(0, timeout - (performance.now() - since));
+    if (this.leases.size > 0 && !(await settlesWithin(ended, left))) {
       this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
       const reason = new PoolError(`datasource "${this.name}" shut down`);
       await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));

@@ -66,7 +66,8 @@ export class ReplicaSet {
     );
   }
 
-  close(): Promise<void[]> {
-    return Promise.all(this.replicas.map((replica) => replica.close()));
+  /** Closes every replica pool, their drain timeouts counted from `since` (see Datasource.close()). */
+  close(since?: number): Promise<void[]> {
+    return Promise.all(this.replicas.map((replica) => replica.close(since)));
   }
 }

@@ -11,9 +11,10 @@ interface RequestEmitter {
   on(event: 'request', listener: RequestListener): unknown;
 }
 
-// Marks a listener this module wrapped, so that a second app on the same server does not wrap it again.
+// Marks a listener this module wrapped (true), so that a second app on the same server does not wrap
+// it again, or one of its own that needs no scope (false, see leaveUnscoped()).
 const SCOPING = Symbol('nestjs-pg-pool:scoping');
-type ScopingListener = RequestListener & { [SCOPING]?: true };
+type ScopingListener = RequestListener & { [SCOPING]?: boolean };
 
 /**
  * The fast path of HTTP scoping, an optimisation over the platform's own
@@ -35,7 +36,7 @@ export function scopeHttpRequests(server: unknown): void {
   const listeners = server.listeners('request') as ScopingListener[];
   // Replaced in place, in order: later listeners of others stay behind them.
   for (const listener of listeners) server.removeListener('request', listener);
-  for (const listener of listeners) server.on('request', listener[SCOPING] ? listener : scoping(listener));
+  for (const listener of listeners) server.on('request', listener[SCOPING] !== undefined ? listener : scoping(listener));
 }
 
 function scoping(listener: RequestListener): ScopingListener {
@@ -49,8 +50,18 @@ function scoping(listener: RequestListener): ScopingListener {
 /** True when every 'request' listener of `server` opens connection scopes (see scopeHttpRequests()). */
 export function isServerScoped(server: unknown): boolean {
   if (!isRequestEmitter(server)) return false;
-  const listeners = server.listeners('request') as ScopingListener[];
+  const listeners = (server.listeners('request') as ScopingListener[]).filter((listener) => listener[SCOPING] !== false);
   return listeners.length > 0 && listeners.every((listener) => listener[SCOPING] === true);
+}
+
+/**
+ * Marks a 'request' listener of the module's own that only watches requests
+ * (the shutdown drain's), so that scopeHttpRequests() does not open a scope
+ * for it and isServerScoped() does not count it.
+ */
+export function leaveUnscoped<T extends (...args: never[]) => void>(listener: T): T {
+  (listener as unknown as ScopingListener)[SCOPING] = false;
+  return listener;
 }
 
 function isRequestEmitter(server: unknown): server is RequestEmitter {

@@ -46,7 +46,8 @@ export class AppProcess {
     const preload = [LOADER, ...imports].flatMap((module) => ['--import', module]);
     const child = spawn(process.execPath, [...preload, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const output: string[] = [];
-    const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // 'close' rather than 'exit': it comes once the output is read too, with what the process printed last.
+    const exited = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
@@ -99,6 +100,16 @@ export class AppProcess {
     this.stopRequested = true;
     if (this.alive) this.child.kill('SIGKILL');
     await this.exited;
+  }
+
+  /**
+   * The paths of the requests the application's HTTP server accepted, as the
+   * fault app prints them when it exits (see fault-app.ts); known once `exited` resolved.
+   */
+  received(): string[] {
+    const line = [...this.output].reverse().find((text) => text.startsWith('{"received":'));
+    if (line === undefined) throw new Error(`the application printed no received requests:\n${this.output.join('\n')}`);
+    return (JSON.parse(line) as { received: string[] }).received;
   }
 
   /** Output lines matching `pattern`. */

@@ -16,6 +16,8 @@ import {
   type INestApplication,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { writeSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Datasource } from '../../../lib/datasource/datasource.js';
@@ -127,6 +129,17 @@ class FaultController {
   }
 }
 
+/**
+ * Notes the path of every request the HTTP server accepts (its 'request'
+ * event) and prints them as `{"received":[...]}` when the process exits: a
+ * request the client saw reset is in it only if the server had taken it.
+ */
+function reportReceivedAtExit(server: Server): void {
+  const received: string[] = [];
+  server.prependListener('request', (request) => received.push(request.url ?? ''));
+  process.once('exit', () => writeSync(1, `${JSON.stringify({ received })}\n`));
+}
+
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.APP_CONFIG ?? '{}') as FaultAppConfig;
 
@@ -139,7 +152,9 @@ async function main(): Promise<void> {
       ? new (await import('@nestjs/platform-fastify')).FastifyAdapter()
       : new (await import('@nestjs/platform-express')).ExpressAdapter();
   const app: INestApplication = await NestFactory.create(FaultAppModule, adapter, { logger: ['error', 'warn'] });
-  app.enableShutdownHooks();
+  // Exits with 0 once the shutdown is done (Nest's default raises the signal again), after printing what it received.
+  app.enableShutdownHooks([], { useProcessExit: true });
+  reportReceivedAtExit(app.getHttpServer() as Server);
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
   process.stdout.write(`${JSON.stringify({ listening: port })}\n`);

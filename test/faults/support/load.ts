@@ -1,18 +1,23 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 
 /** How one HTTP request ended, from the client's side. */
 export interface Outcome {
   readonly path: string;
   /**
    * `200`; `503 <error class>` or `500 <error class>` as the application
-   * reports it; `refused` / `reset` when the connection was refused or cut;
+   * reports it; `refused` / `reset` when the connection was refused or cut
+   * (`reset (kept-alive)` on a connection an earlier request had used);
    * `aborted` when the test hung up on purpose; `hung` when no answer came
    * within the bound.
    */
   readonly kind: string;
   readonly status?: number;
   readonly retryAfter?: string;
+  /** The answer's Connection header: `close` when the server ends the connection after it. */
+  readonly connection?: string;
   readonly body: string;
+  /** When it was sent (Date.now()), and how long it took. */
+  readonly startedAt: number;
   readonly millis: number;
 }
 
@@ -21,30 +26,43 @@ export interface SendOptions {
   boundMillis: number;
   /** Hang up after this long, as a client that goes away would. */
   abortAfterMillis?: number;
+  /** A keep-alive agent to send it through; by default a connection of its own. */
+  agent?: Agent;
 }
 
-/** One GET, on a connection of its own, classified. Never rejects. */
+/** One GET, on a connection of its own unless an agent is given, classified. Never rejects. */
 export function send(port: number, path: string, options: SendOptions): Promise<Outcome> {
-  const started = Date.now();
+  const startedAt = Date.now();
   return new Promise((resolve) => {
     let settled = false;
-    const done = (fields: Omit<Outcome, 'path' | 'millis'>): void => {
+    const done = (fields: Omit<Outcome, 'path' | 'millis' | 'startedAt'>): void => {
       if (settled) return;
       settled = true;
       clearTimeout(bound);
       clearTimeout(abort);
-      resolve({ path, millis: Date.now() - started, ...fields });
+      resolve({ path, startedAt, millis: Date.now() - startedAt, ...fields });
     };
-    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const cut = (error: NodeJS.ErrnoException): void => {
+      const kind = transportKind(error);
+      done({ kind: kind === 'reset' && req.reusedSocket ? 'reset (kept-alive)' : kind, body: error.message });
+    };
+    const req = request({ host: '127.0.0.1', port, path, agent: options.agent ?? false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => {
         const status = res.statusCode ?? 0;
-        const retryAfter = res.headers['retry-after'];
-        done({ kind: classify(status, body), status, body, ...(retryAfter ? { retryAfter: String(retryAfter) } : {}) });
+        const { 'retry-after': retryAfter, connection } = res.headers;
+        done({
+          kind: classify(status, body),
+          status,
+          body,
+          ...(retryAfter ? { retryAfter: String(retryAfter) } : {}),
+          ...(connection ? { connection } : {}),
+        });
       });
-      res.on('error', (error) => done({ kind: transportKind(error), body: error.message }));
+      // Cut in the middle of the answer: a reset, whatever the connection.
+      res.on('error', (error) => done({ kind: 'reset', body: error.message }));
     });
     const bound = setTimeout(() => {
       done({ kind: 'hung', body: `no answer within ${options.boundMillis} ms` });
@@ -57,7 +75,7 @@ export function send(port: number, path: string, options: SendOptions): Promise<
             done({ kind: 'aborted', body: '' });
             req.destroy();
           }, options.abortAfterMillis);
-    req.on('error', (error) => done({ kind: transportKind(error), body: error.message }));
+    req.on('error', cut);
     req.end();
   });
 }
@@ -89,11 +107,24 @@ function classify(status: number, body: string): string {
   return String(status);
 }
 
+/** How a Load sends. */
+export interface LoadOptions {
+  workers: number;
+  boundMillis: number;
+  paceMillis: number;
+  /** Each worker keeps its connection between requests (an http.Agent with keepAlive), as a browser or a proxy does. */
+  keepAlive?: boolean;
+  /** A worker stops once a connection was refused: the server has stopped listening. */
+  untilRefused?: boolean;
+  /** A worker stops after this many requests. */
+  maxPerWorker?: number;
+}
+
 /**
  * Keeps `workers` clients each sending one request after the other (paced
- * `paceMillis` apart) until `stop()`. `until()` resolves once the outcomes
- * so far satisfy a condition, so a test waits for "20 successes since the
- * restart" rather than for a length of time.
+ * `paceMillis` apart) until `stop()` (or as the options say).
+ * `until()` resolves once the outcomes so far satisfy a condition, so a test
+ * waits for "20 successes since the restart" rather than for a length of time.
  */
 export class Load {
   readonly outcomes: Outcome[] = [];
@@ -105,7 +136,7 @@ export class Load {
   constructor(
     private readonly port: number,
     private readonly path: (n: number) => string,
-    private readonly options: { workers: number; boundMillis: number; paceMillis: number },
+    private readonly options: LoadOptions,
   ) {}
 
   start(): this {
@@ -147,16 +178,20 @@ export class Load {
   }
 
   private async worker(): Promise<void> {
-    while (!this.stopping) {
-      const outcome = await send(this.port, this.path(++this.sequence), { boundMillis: this.options.boundMillis });
+    const { boundMillis, keepAlive, untilRefused, maxPerWorker = Infinity } = this.options;
+    const agent = keepAlive ? new Agent({ keepAlive: true, maxSockets: 1 }) : undefined;
+    for (let sent = 0; !this.stopping && sent < maxPerWorker; sent++) {
+      const outcome = await send(this.port, this.path(++this.sequence), { boundMillis, ...(agent ? { agent } : {}) });
       this.outcomes.push(outcome);
       for (const waiter of this.waiters) {
         if (!waiter.test()) continue;
         this.waiters.delete(waiter);
         waiter.resolve();
       }
+      if (untilRefused && outcome.kind === 'refused') break;
       if (this.options.paceMillis > 0) await new Promise((resolve) => setTimeout(resolve, this.options.paceMillis));
     }
+    agent?.destroy();
   }
 }
 
