@@ -374,12 +374,12 @@ describe('transactions left open by a handler', () => {
 });
 
 describe('session state on release', () => {
-  it("is kept by default: a SET, a temp table, an advisory lock stay with the connection", async () => {
+  it('is undone by default: a SET, a temp table, an advisory lock do not reach the next request on the connection', async () => {
     const s = await startApp(optionsFor({ max: 1 }));
     try {
       const pid = await pidFrom(s, '/dirty-session');
       const { body } = await s.http().get('/session').expect(200);
-      expect(body).toEqual({ pid, statement_timeout: '4321ms', temp_table: true, advisory_locks: 1 });
+      expect(body).toEqual({ pid, statement_timeout: '0', temp_table: false, advisory_locks: 0 });
     } finally {
       await s.app.close();
     }
