@@ -161,10 +161,13 @@ describe.each(ADAPTERS)('connection scoping (%s)', (adapter) => {
       if (this.readyForQuery === false) onBusyClient++;
       return (query as (...args: unknown[]) => unknown).apply(this, args);
     } as typeof query;
+    // The temporary table is dropped (DISCARD TEMP) before the client goes back: one round trip after the answer.
+    const back = new Promise((resolve) => pool.once('release', resolve));
     try {
       const { body } = await supertest(app.getHttpServer()).get('/concurrent').expect(200);
       expect(new Set(body.pids).size).toBe(1);
       expect(body.inTransaction).toEqual([1, 2, 3]);
+      await back;
     } finally {
       pg.Client.prototype.query = query;
     }
