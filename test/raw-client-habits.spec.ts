@@ -118,7 +118,7 @@ class HabitsController {
   async unawaited(): Promise<{ pid: number }> {
     const client = await this.connection.getClient();
     const { pid } = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0];
-    client.query('SELECT pg_sleep(30)').catch(() => undefined);
+    client.query('SELECT pg_sleep(0.3)').catch(() => undefined);
     return { pid };
   }
 

@@ -372,8 +372,9 @@ export class ConnectionLease implements RawClientOwner {
   private leftOpen(): void {
     const reason = new PoolError('a query, cursor or COPY of the raw client was still open as the hold ended');
     this.brokenBy ??= reason;
-    // The backend would run a query to its end before it reads the close; the cancel cannot reach
-    // another borrower, as this connection is never lent again.
+    // The backend would run a query to its end before it reads the close. Best effort: a cancel that
+    // arrives before the query starts does nothing; it cannot reach another borrower, as this
+    // connection is never lent again.
     const key = backendKeyOf(this.client);
     if (key) void sendCancelRequest(key);
     // A hang-up ends such work on purpose: quiet (see quietly()).
