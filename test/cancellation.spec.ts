@@ -1,6 +1,6 @@
 import { Controller, Get, Param, type INestApplication } from '@nestjs/common';
 import type { Server } from 'node:http';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 import supertest, { type Response } from 'supertest';
 import {
   getConnectionToken,
@@ -13,6 +13,7 @@ import {
 } from '../lib/index.js';
 import { Deferred } from './support/deferred.js';
 import { CapturingLogger } from './support/capturing-logger.js';
+import { addressOf, optionsVia } from './support/connection-url.js';
 import { holdClient } from './support/hold-client.js';
 import { expectNoOpenTransaction } from './support/transactions.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
@@ -30,6 +31,9 @@ import { TcpProxy } from './support/tcp-proxy.js';
 
 const ABANDONED = '/* abandoned */';
 const INNOCENT = '/* innocent */';
+// The abandoned query waits for this advisory lock, which the test holds: it runs until the test
+// lets go, so that a loaded machine cannot miss it running (a short sleep can end unseen).
+const LOCK = 22041;
 
 @Controller()
 class CancelController {
@@ -38,13 +42,13 @@ class CancelController {
     private readonly probe: Probe,
   ) {}
 
-  /** Sleeps `ms` on the server (after a first query that names the backend), reporting its outcome to the probe. */
-  @Get('sleep/:ms')
-  sleep(@Param('ms') ms: string): Promise<number> {
+  /** Waits on the server for the test's lock (after a first query that names the backend), reporting its outcome to the probe. */
+  @Get('locked')
+  locked(): Promise<number> {
     return this.probe.follow(async () => {
       const pid = await this.pid('');
       this.probe.held.resolve(pid);
-      await this.connection.query(`${ABANDONED} SELECT pg_sleep($1)`, [Number(ms) / 1000]);
+      await this.connection.query(`${ABANDONED} SELECT pg_advisory_xact_lock($1)`, [LOCK]);
       return pid;
     });
   }
@@ -81,10 +85,10 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     db = await createTestDatabase('cancel');
     bouncer = direct ? undefined : await startPgBouncer(1);
     const upstream: PoolModuleOptions = bouncer ? bouncer.optionsFor(db.name) : db.options;
-    proxy = await TcpProxy.start({ host: String(upstream.host), port: Number(upstream.port) });
+    proxy = await TcpProxy.start(addressOf(upstream));
     app = await createHttpApp(
       {
-        imports: [PoolModule.forRoot({ ...upstream, host: '127.0.0.1', port: proxy.port, max: 1 })],
+        imports: [PoolModule.forRoot({ ...optionsVia(upstream, proxy.address), max: 1 })],
         controllers: [CancelController],
         providers: [{ provide: Probe, useValue: probe }],
       },
@@ -100,19 +104,44 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
     await db?.drop();
   });
 
+  /** LOCK, held on a connection of the test's own (straight to the server) until `release()`. */
+  let lock: { release(): Promise<void> } | undefined;
+  async function takeLock(): Promise<void> {
+    const client = new pg.Client(db.options);
+    await client.connect();
+    await client.query('SELECT pg_advisory_lock($1)', [LOCK]);
+    lock = {
+      release: async () => {
+        lock = undefined;
+        await client.end(); // the session's lock goes with it
+      },
+    };
+  }
+  afterEach(() => lock?.release());
+
   /**
-   * Starts a request that hangs up while its query sleeps `ms` on the server,
-   * with its cancel held by the proxy; resolves once the cancel is held.
+   * Starts a request that hangs up while its query waits for LOCK on the
+   * server, and resolves once it has hung up (`request.hangUp()`).
    */
-  async function abandonWithHeldCancel(ms: number): Promise<ReturnType<TcpProxy['holdCancelRequests']> & { pid: number }> {
+  async function abandonWhileLocked(): Promise<number> {
     probe.reset();
-    const cancel = proxy.holdCancelRequests();
-    const request = await requestToHangUp(app, `/sleep/${ms}`);
+    await takeLock();
+    const request = await requestToHangUp(app, '/locked');
     const pid = await probe.held.promise;
     await waitFor(async () => ((await running(db.name, ABANDONED)) ? true : undefined), 'the abandoned query to run');
     request.hangUp();
+    return pid;
+  }
+
+  /**
+   * Abandons a request whose query waits for LOCK, with its cancel held by
+   * the proxy; resolves once the cancel is held. `finish()` ends the query.
+   */
+  async function abandonWithHeldCancel(): Promise<ReturnType<TcpProxy['holdCancelRequests']> & { pid: number; finish(): Promise<void> }> {
+    const cancel = proxy.holdCancelRequests();
+    const pid = await abandonWhileLocked();
     await cancel.held;
-    return { ...cancel, pid };
+    return { ...cancel, pid, finish: () => lock!.release() };
   }
 
   /**
@@ -122,12 +151,14 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
    * promise would wait for it).
    */
   async function innocentAtTheWorstMoment(): Promise<{ answer: Promise<Response> }> {
+    let answered = false;
     const answer = supertest(app.getHttpServer())
       .get('/innocent/500')
-      .then((response) => response);
+      .then((response) => ((answered = true), response));
+    // Answered counts too: on a loaded machine its waiting and its query can both pass between two looks.
     await waitFor(
-      async () => (pool.waitingCount > 0 || (await running(db.name, INNOCENT)) ? true : undefined),
-      'the innocent request to wait for the client or run',
+      async () => (answered || pool.waitingCount > 0 || (await running(db.name, INNOCENT)) ? true : undefined),
+      'the innocent request to wait for the client, run or be answered',
     );
     return { answer };
   }
@@ -137,8 +168,9 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
   }
 
   test('holds the client until the server has acted on the cancel, though the query ended before it arrived', async () => {
-    const cancel = await abandonWithHeldCancel(200);
-    // The abandoned query ran to its end: the cancel is still on its way.
+    const cancel = await abandonWithHeldCancel();
+    // The abandoned query runs to its end: the cancel is still on its way.
+    await cancel.finish();
     await waitFor(async () => ((await running(db.name, ABANDONED)) ? undefined : true), 'the abandoned query to end');
     expect(await probe.outcome.promise).toEqual(cancel.pid);
     const innocent = await innocentAtTheWorstMoment();
@@ -151,7 +183,8 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
   });
 
   test('closes the connection instead of reusing it when the cancel is not confirmed in time', async () => {
-    const cancel = await abandonWithHeldCancel(200);
+    const cancel = await abandonWithHeldCancel();
+    await cancel.finish();
     const connectionsBefore = proxy.accepted;
     const innocent = await innocentAtTheWorstMoment();
     const response = await innocent.answer;
@@ -169,8 +202,9 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
   });
 
   test('reuses the connection when the cancel never reached the server (its connection was dropped)', async () => {
-    const cancel = await abandonWithHeldCancel(300);
+    const cancel = await abandonWithHeldCancel();
     cancel.drop();
+    await cancel.finish();
     // Not cancelled: the query runs to its end, then the client goes back.
     expect(await probe.outcome.promise).toEqual(cancel.pid);
     const response = await supertest(app.getHttpServer()).get('/innocent/0').expect(200);
@@ -179,12 +213,8 @@ describe.each(['PostgreSQL', 'PgBouncer'] as const)('a cancel reaches only the q
   });
 
   test('waits for the cancelled query to end too: the server confirmed the cancel before its ReadyForQuery came', async () => {
-    probe.reset();
     const readyForQuery = proxy.holdReadyForQueryAfterError();
-    const request = await requestToHangUp(app, '/sleep/30000');
-    await probe.held.promise;
-    await waitFor(async () => ((await running(db.name, ABANDONED)) ? true : undefined), 'the abandoned query to run');
-    request.hangUp();
+    await abandonWhileLocked();
     // The cancel went through: the server's error passed, its ReadyForQuery is held.
     await readyForQuery.held;
     const innocent = await innocentAtTheWorstMoment();

@@ -19,6 +19,7 @@ import {
   type PoolModuleOptions,
 } from '../lib/index.js';
 import { CapturingLogger } from './support/capturing-logger.js';
+import { addressOf, optionsVia } from './support/connection-url.js';
 import { adminQuery, applicationBackends, createTestDatabase, waitFor, waitForRunningQuery, type TestDatabase } from './support/database.js';
 import { holdClient } from './support/hold-client.js';
 import { ADAPTERS, type AdapterName } from './support/http-app.js';
@@ -207,9 +208,9 @@ function optionsFor(extra: PoolModuleOptions = {}): PoolModuleOptions & { applic
 
 /** The application under test connecting through a TCP proxy in front of the suite's database, for network faults. */
 async function startBehindProxy(extra: PoolModuleOptions): Promise<{ proxy: TcpProxy; s: Started }> {
-  const proxy = await TcpProxy.start({ host: String(db.options.host), port: Number(db.options.port) });
+  const proxy = await TcpProxy.start(addressOf(db.options));
   try {
-    return { proxy, s: await startApp(optionsFor({ host: '127.0.0.1', port: proxy.port, ...extra })) };
+    return { proxy, s: await startApp({ ...optionsVia(optionsFor(), proxy.address), ...extra }) };
   } catch (error) {
     await proxy.close();
     throw error;
@@ -470,7 +471,7 @@ describe('a server that accepts connections and never answers', () => {
     await waitFor(async () => ((await s.http().get('/pid')).status === 200 ? true : undefined), 'the datasource to recover');
     // pg-pool may still be finishing the handshake of a connection it began during the outage for a
     // request that gave up meanwhile: counted open but not idle until then, it must end idle.
-    await waitFor(async () => (checkedOut(s.pool) === 0 ? true : undefined), 'every connection to be back in the pool', 2000).catch(() => undefined);
+    await waitFor(async () => (checkedOut(s.pool) === 0 ? true : undefined), 'every connection to be back in the pool').catch(() => undefined);
     expect(checkedOut(s.pool)).toBe(0);
   });
 });

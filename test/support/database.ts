@@ -108,8 +108,12 @@ export async function applicationBackends(
   return rows;
 }
 
-/** Polls `check` until it returns a value, for server-side states no event announces. */
-export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
+/**
+ * Polls `check` until it returns a value, for server-side states no event announces. The default
+ * bound is for a loaded machine (CI runs suites side by side), below Jest's 30 s per test so that
+ * what was awaited is named.
+ */
+export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 25_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

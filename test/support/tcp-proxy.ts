@@ -60,6 +60,11 @@ export class TcpProxy {
     return new TcpProxy(server, address.port, target);
   }
 
+  /** Where the proxy listens, for optionsVia(). */
+  get address(): { host: string; port: number } {
+    return { host: '127.0.0.1', port: this.port };
+  }
+
   /** Connections open through the proxy right now. */
   get openCount(): number {
     return this.links.size;
