@@ -345,7 +345,7 @@ describe('transactions left open by a handler', () => {
   async function expectCleanClient(pid: number): Promise<void> {
     const { body } = await s.http().get('/transaction-state').expect(200);
     expect(body).toEqual({ pid, xid: null, labels: [] });
-    expect((await applicationBackends(applicationName)).filter((b) => b.state === 'idle in transaction')).toEqual([]);
+    expect((await applicationBackends(applicationName, db.options)).filter((b) => b.state === 'idle in transaction')).toEqual([]);
   }
 
   it('rolls back the transaction of a handler that ran BEGIN and threw', async () => {
@@ -605,7 +605,7 @@ describe('other pool options', () => {
     const s = await startApp(options);
     try {
       expect({ total: s.pool.totalCount, idle: s.pool.idleCount }).toEqual({ total: 3, idle: 3 });
-      expect(await applicationBackends(options.application_name)).toHaveLength(3);
+      expect(await applicationBackends(options.application_name, db.options)).toHaveLength(3);
     } finally {
       await s.app.close();
     }

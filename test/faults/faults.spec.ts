@@ -48,7 +48,7 @@ async function conclude(
   scenario: string,
   app: AppProcess,
   outcomes: readonly Outcome[],
-  admin: PoolModuleOptions,
+  database: PoolModuleOptions, // the application's: its backends are looked for there
   applicationName: string,
   boundMillis: number,
 ): Promise<void> {
@@ -64,7 +64,7 @@ async function conclude(
   expect(connected).toBe(total);
   await waitFor(
     async () => {
-      const states = await applicationBackends(applicationName, admin);
+      const states = await applicationBackends(applicationName, database);
       return states.length === total && !states.some((b) => b.state === 'idle in transaction') ? true : undefined;
     },
     `the server to show the application's ${total} connections, none idle in transaction`,
@@ -123,7 +123,7 @@ describe('database restart under load (own cluster)', () => {
       await load.until(() => load.count(ok, restarted) >= 20, '20 successes after the restart');
       const outcomes = await load.stop();
 
-      await conclude(`restart (${mode})`, app, outcomes, cluster.options(), applicationName, bound);
+      await conclude(`restart (${mode})`, app, outcomes, cluster.options('faults'), applicationName, bound);
       expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
       await expectRowsConsistent(cluster.options('faults'), mode, outcomes);
       // The log tells the outage once, not once per refused request: no stack per 503.
@@ -336,7 +336,7 @@ describe.each(['express', 'fastify'] as const)('graceful shutdown under load (%s
       const before = done();
       const { rows } = await queryOnce(
         db.options,
-        "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database() AND state = 'active' AND query LIKE '%pg_sleep%'",
         [applicationName],
       );
       return rows.length + before >= count ? true : undefined;

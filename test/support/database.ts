@@ -95,14 +95,18 @@ export async function waitForRunningQuery(database: string, pid: number, fragmen
   );
 }
 
-/** Backends of one application (told apart by application_name), by state, on `server` (default: the machine's PostgreSQL). */
+/**
+ * Backends of one application (told apart by application_name), by state, in the database of
+ * `database` (its connection options): a second run of the suite at once, on the same server,
+ * uses the same application names in databases of its own.
+ */
 export async function applicationBackends(
   applicationName: string,
-  server: PoolModuleOptions = serverConfig(),
+  database: PoolModuleOptions,
 ): Promise<Array<{ pid: number; state: string | null }>> {
   const { rows } = await queryOnce<{ pid: number; state: string | null }>(
-    server,
-    'SELECT pid, state FROM pg_stat_activity WHERE application_name = $1',
+    database,
+    'SELECT pid, state FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
     [applicationName],
   );
   return rows;
