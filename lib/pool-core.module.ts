@@ -47,6 +47,6 @@ export class PoolCoreModule implements NestModule {
     if (drain) this.registry.drainFirst((drainUntil) => drain.drain(drainUntil));
     if (!scopePlatformRequests(adapter, consumer)) return;
     scopeHttpRequests(adapter.getHttpServer());
-    handBackOnAnswer(adapter);
+    handBackOnAnswer(adapter, drain);
   }
 }

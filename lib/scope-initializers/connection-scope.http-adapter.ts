@@ -1,5 +1,6 @@
 import { StreamableFile, type HttpServer } from '@nestjs/common';
 import { ConnectionScope } from '../connection/connection-scope.js';
+import type { HttpServerDrain } from './http-server.drain.js';
 
 /**
  * @internal The adapter methods through which Nest hands a route's answer over:
@@ -20,18 +21,22 @@ type Answer = (this: unknown, response: unknown, second: unknown, third: unknown
  * while a query or transaction of it runs. Responses written by the handler
  * itself (`@Res()`) never reach the adapter and keep their clients to the end.
  *
+ * During a shutdown's drain, the answer also closes its connection (see
+ * HttpServerDrain.answering()).
+ *
  * This replaces the adapter's answer methods, which Nest calls for every
  * route's answer: an optimisation over holding clients until 'close' that
  * relies on Nest's adapter interface. Where a method is missing it is left
  * alone (clients then go back at 'close'); a test fails if answers stop
  * coming through them.
  */
-export function handBackOnAnswer(adapter: HttpServer): void {
+export function handBackOnAnswer(adapter: HttpServer, drain?: HttpServerDrain): void {
   const methods = adapter as unknown as Record<(typeof ANSWERS)[number], Answer>;
   for (const name of ANSWERS) {
     const answer = methods[name];
     if (typeof answer !== 'function') continue;
     methods[name] = function (this: unknown, response, second, third) {
+      drain?.answering(response);
       const scope = ConnectionScope.of(response);
       if (scope) {
         if (isStream(second)) scope.streamed();
