@@ -68,11 +68,6 @@ export class HttpServerDrain {
     return isDrainable(server) ? new HttpServerDrain(server) : undefined;
   }
 
-  /** Requests accepted and not yet answered (or whose answer is still being written). */
-  get openCount(): number {
-    return this.inFlight;
-  }
-
   /**
    * Stops accepting connections and resolves once every accepted request is
    * answered, or at `drainUntil` (a `performance.now()` time) with some still
