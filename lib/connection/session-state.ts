@@ -25,7 +25,8 @@ const TRANSACTION_SCOPED_SET = /^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS)\b[^;]*
 const MAY_CHANGE_SESSION = /set_config|advisory_lock/i;
 // set_config(name, value, is_local) but for a literal `true` as is_local (a transaction's own setting).
 const SESSION_SET_CONFIG = /\bset_config\s*\((?![^)]*,\s*true\s*\))/i;
-const SESSION_ADVISORY_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
+/** A session advisory lock taken (not a transaction's, `pg_advisory_xact_lock`): it outlives the transaction. */
+export const SESSION_ADVISORY_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
 const TEMPORARY = /\bTEMP(ORARY)?\b/i;
 
 /**

@@ -1,4 +1,5 @@
 import type { QueryInput } from '../connection/connection-lease.js';
+import { SESSION_ADVISORY_LOCK } from '../connection/session-state.js';
 import { SessionStateError } from '../pool.errors.js';
 
 /**
@@ -14,10 +15,7 @@ const SESSION_STATEMENTS: ReadonlyArray<readonly [RegExp, string]> = [
     'SET/RESET changes the server session, which other clients share; use SET LOCAL inside a transaction',
   ],
   [/^\s*LISTEN\b/i, 'LISTEN needs a session of its own; listen on a direct connection to the server'],
-  [
-    /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i,
-    'a session advisory lock outlives the transaction; use pg_advisory_xact_lock',
-  ],
+  [SESSION_ADVISORY_LOCK, 'a session advisory lock outlives the transaction; use pg_advisory_xact_lock'],
   [/^\s*(PREPARE|DEALLOCATE)\b/i, 'prepared statements live in a server session'],
 ];
 
