@@ -83,6 +83,7 @@ export class Datasource {
       maxLifetimeJitter: _jitter,
       transactionPooling: _transactionPooling,
       queriesAfterHangUp: _afterHangUp,
+      clientHold: _clientHold,
       replicas: _replicas,
       replicaRetryMillis: _replicaRetry,
       ...poolConfig

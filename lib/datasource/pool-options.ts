@@ -57,6 +57,10 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
   if (afterHangUp !== undefined && afterHangUp !== 'refuse' && afterHangUp !== 'run') {
     fail('queriesAfterHangUp', `must be 'refuse' or 'run', got ${String(afterHangUp)}`);
   }
+  const hold = options.clientHold;
+  if (hold !== undefined && hold !== 'request' && hold !== 'query') {
+    fail('clientHold', `must be 'request' or 'query', got ${String(hold)}`);
+  }
   if (options.resetOnRelease !== undefined && (typeof options.resetOnRelease !== 'string' || !options.resetOnRelease.trim())) {
     fail('resetOnRelease', 'must be a non-empty SQL string');
   }

@@ -56,6 +56,18 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   queriesAfterHangUp?: 'refuse' | 'run';
   /**
+   * How long a request holds its client. `'request'` (the default): from its
+   * first query to its answer, so every query of the request runs on one
+   * backend. `'query'`: each query borrows a client and hands it back as it
+   * ends, so handlers that await other work between queries (an HTTP call, a
+   * cache) hold no connection meanwhile; the request is pinned to its client,
+   * as in `'request'`, from the moment it opens a transaction, takes the raw
+   * client (`getClient()`), changes session state (`SET`, `LISTEN`, …) or,
+   * on a datasource with replicas, writes, until its end. See the docs'
+   * Concepts page for what can differ between the two.
+   */
+  clientHold?: 'request' | 'query';
+  /**
    * The datasource runs behind a pooler in transaction mode (PgBouncer
    * `pool_mode = transaction`): statements that need a server session of
    * their own (`SET`, `LISTEN`, session advisory locks, named prepared
