@@ -9,7 +9,7 @@ export { getConnectionToken, getPoolToken, type ConnectionRouting } from './pool
 export { ReadFromReplica } from './replication/read-routing.js';
 export type { ReplicaStatus } from './replication/replica-set.js';
 export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
-export { PoolConnection } from './connection/pool-connection.js';
+export { PoolConnection } from './pool-connection.js';
 export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';

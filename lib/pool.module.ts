@@ -1,5 +1,5 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
-import { PoolConnection } from './connection/pool-connection.js';
+import { PoolConnection } from './pool-connection.js';
 import type { Datasource } from './datasource/datasource.js';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import type { PoolModuleAsyncOptions, PoolOptionsFactory } from './interfaces/pool-module-async-options.interface.js';
@@ -69,13 +69,13 @@ export class PoolModule {
         { provide: getPoolToken(name), useFactory: (datasource: Datasource) => datasource.pool, inject: [datasourceToken] },
         {
           provide: getConnectionToken(name),
-          useFactory: (datasource: Datasource) => new PoolConnection(datasource),
-          inject: [datasourceToken],
+          useFactory: (datasource: Datasource, registry: DatasourceRegistry) => new PoolConnection(datasource, registry.replicasOf(datasource)),
+          inject: [datasourceToken, DatasourceRegistry],
         },
         {
           provide: getConnectionToken(name, { replica: true }),
-          useFactory: (datasource: Datasource) => new PoolConnection(datasource, true),
-          inject: [datasourceToken],
+          useFactory: (datasource: Datasource, registry: DatasourceRegistry) => new PoolConnection(datasource, registry.replicasOf(datasource), true),
+          inject: [datasourceToken, DatasourceRegistry],
         },
       ],
       exports: [getPoolToken(name), getConnectionToken(name), getConnectionToken(name, { replica: true }), datasourceToken],

@@ -553,7 +553,7 @@ describe('leak detection', () => {
     expect(warning).toMatch(/^Datasource "default": a connection has been held for \d+ ms \(leakDetectionThreshold 100 ms\)/);
     expect(warning).toContain('by GET /hold');
     // The stack reaches the code that asked for the client.
-    expect(warning).toMatch(/Acquired at:\n[^]*ConnectionScope[^]*ReliabilityController/);
+    expect(warning).toMatch(/Acquired at:\n[^]*(Connection|HttpRequest)Scope[^]*ReliabilityController/);
     const since = s.logger.messages.length;
     s.probe.gate.resolve();
     expect((await response).status).toBe(200);

@@ -86,17 +86,19 @@ class SessionController {
   }
 }
 
-describe('session state a request leaves on its connection', () => {
+// With clientHold 'query' a request holds no client between its queries until it changes the
+// session: from then on it is pinned to that client, so the same guarantees hold in both modes.
+describe.each(['request', 'query'] as const)('session state a request leaves on its connection (clientHold %s)', (clientHold) => {
   let db: TestDatabase;
   let app: INestApplication;
   let baseline: Observed;
 
   beforeAll(async () => {
-    db = await createTestDatabase('session_state');
+    db = await createTestDatabase(`session_state_${clientHold}`);
     await adminQuery(`CREATE ROLE ${ROLE} NOLOGIN`);
     await db.query(`GRANT ${ROLE} TO current_user`);
     const moduleRef = await Test.createTestingModule({
-      imports: [PoolModule.forRoot({ ...db.options, max: 1, Client: RecordingClient })],
+      imports: [PoolModule.forRoot({ ...db.options, max: 1, Client: RecordingClient, clientHold })],
       controllers: [SessionController],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });

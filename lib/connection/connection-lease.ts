@@ -1,20 +1,13 @@
-import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
-import type { Datasource } from '../datasource/datasource.js';
 import { ConnectionFailedError, ConnectionScopeClosedError, PoolError, RequestAbandonedError } from '../pool.errors.js';
-import { assertFitsTransactionPooling } from '../pooler/transaction-pooling.js';
-import { mayHaveWritten } from '../replication/read-routing.js';
-import type { Turns } from '../transaction/turns.js';
 import { sendCancelRequest } from './cancel-request.js';
+import type { QueryCallback, QueryInput } from './query-input.js';
 import { RawClient, type RawClientOwner } from './raw-client.js';
 import { DEALLOCATE_ALL, sessionResets } from './session-state.js';
 import { describeHolder, type ScopeHolder } from './scope-holder.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction, whenReadyForQuery } from './pg-client-state.js';
-
-export type QueryInput = string | QueryConfig<unknown[]>;
-
-/** How the module's queries report back internally: pg's callback shape. */
-export type QueryCallback<R extends QueryResultRow> = (error: Error | undefined, result?: QueryResult<R>) => void;
+import type { Turns } from './turns.js';
 
 // The lease a checked-out client belongs to, read by the one 'error' listener all clients share.
 const LEASE = Symbol('nestjs-pg-pool:lease');
@@ -79,6 +72,29 @@ export function quietly<T>(promise: Promise<T>): Promise<T> {
 function ignore(): void {}
 
 /**
+ * What a lease needs of the datasource its client came from, given as one
+ * small object so that this layer knows nothing of poolers, replicas or
+ * options: the datasource composes it from its options.
+ */
+export interface LeasePolicy {
+  /** The datasource's name, for errors and logs. */
+  readonly name: string;
+  /** A client held longer (ms) logs one warning; 0: never. */
+  readonly leakDetectionThreshold: number;
+  /** SQL run on every client before it goes back (`resetOnRelease`). */
+  readonly resetOnRelease: string | undefined;
+  /** Why a statement may not run on this datasource's connections, if it may not (a transaction-mode pooler). */
+  readonly refuseStatement: ((input: QueryInput) => Error | undefined) | undefined;
+  /** Whether a finished command may have written; set where the request's later reads must stay on the primary. */
+  readonly mayHaveWritten: ((command: string | null | undefined) => boolean) | undefined;
+  /** True when the connection outlived its lifetime and must be closed, not reused. */
+  isExpired(client: PoolClient): boolean;
+  /** The lease's client is back in the pool (or closed). */
+  released(lease: ConnectionLease): void;
+  warn(message: string): void;
+}
+
+/**
  * One client checked out of a datasource's pool, and everything the module
  * must know to hand it back safely: whether a query is still running, whether
  * its connection broke, whether the server says a transaction is open.
@@ -86,9 +102,9 @@ function ignore(): void {}
 export class ConnectionLease implements RawClientOwner {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
-  /** @internal Told when the client goes back with a transaction open (the scope slot that holds it). */
+  /** Told when the client goes back with a transaction open (the scope slot that holds it). */
   owner: { transactionCut(): void } | undefined = undefined;
-  /** @internal Transactions on this client take turns (set by the first one; see transaction-context.ts). */
+  /** Transactions on this client take turns (set by the first one; see transaction.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */
   private running = 0;
@@ -101,9 +117,9 @@ export class ConnectionLease implements RawClientOwner {
   /** A cancel request is on its way; resolves once the server has acted on it or the connection is given up. */
   private cancelling: Promise<void> | undefined = undefined;
   /** Set once the way back started (rollback, reset), so that it starts once. */
-  private returning = false;
+  private releasing = false;
   /** Set once the client went back to pg-pool: `destroy()` may come while `release()` still rolls back. */
-  private handedBack = false;
+  private inPool = false;
   /** The client as handed to the application (`getClient()`), once it was. */
   private raw: RawClient | undefined = undefined;
   /** What undoes the session state the holder left (see session-state.ts), run before anyone else borrows the client. */
@@ -112,19 +128,19 @@ export class ConnectionLease implements RawClientOwner {
   private leakReported = false;
 
   constructor(
-    readonly datasource: Datasource,
+    readonly policy: LeasePolicy,
     readonly client: PoolClient,
     /** Who holds the client (route, handler), for leak warnings. */
     holder?: ScopeHolder,
-    /** Created where the client was asked for, before any await, for its stack. */
-    acquiredAt?: Error,
+    /** Made where the client was asked for, before any await: its stack says where, in leak warnings. */
+    askedAt?: Error,
   ) {
     // Found there by the client's 'error' listener (watchLeasedClient).
     (client as LeasedClient)[LEASE] = this;
-    const threshold = datasource.options.leakDetectionThreshold;
+    const threshold = policy.leakDetectionThreshold;
     if (threshold) {
       // The stack is only formatted (which costs) if a warning needs it.
-      const acquiredBy = acquiredAt ?? new Error('acquired here');
+      const acquiredBy = askedAt ?? new Error('acquired here');
       this.leakTimer = setTimeout(() => this.reportLeak(acquiredBy.stack ?? '', describeHolder(holder)), threshold);
       this.leakTimer.unref();
     }
@@ -134,6 +150,11 @@ export class ConnectionLease implements RawClientOwner {
     return this.released;
   }
 
+  /** True while a query runs on the client or waits for its turn. */
+  get isBusy(): boolean {
+    return this.running > 0;
+  }
+
   /**
    * Set once a statement that may have written ran on this client (tracked
    * only for datasources with replicas): the scope's reads then stay on the
@@ -141,18 +162,18 @@ export class ConnectionLease implements RawClientOwner {
    */
   wrote = false;
 
-  /** @internal True once the raw client was handed out (`getClient()`): what runs on it is not the lease's to see. */
+  /** True once the raw client was handed out (`getClient()`): what runs on it is not the lease's to see. */
   get clientTaken(): boolean {
     return this.raw !== undefined;
   }
 
-  /** @internal The client for the application's own use (see raw-client.ts), one wrapper per lease. */
+  /** The client for the application's own use (see raw-client.ts), one wrapper per lease. */
   rawClient(): PoolClient {
     return (this.raw ??= new RawClient(this.client, this)).proxy;
   }
 
   /**
-   * @internal The application released its raw client: the hold ends now, or
+   * The application released its raw client: the hold ends now, or
    * once the module's transaction on it ends, which owns the client till then.
    */
   releaseFromApplication(reason: Error | undefined): void {
@@ -164,12 +185,12 @@ export class ConnectionLease implements RawClientOwner {
     else release();
   }
 
-  /** @internal True once the holder changed the session (a SET, a LISTEN, …): the client stays with it to the end. */
+  /** True once the holder changed the session (a SET, a LISTEN, …): the client stays with it to the end. */
   get changedSession(): boolean {
     return this.sessionResets !== undefined;
   }
 
-  /** @internal What a finished query leaves to track: session state to undo, a write (on datasources with replicas). */
+  /** What a finished query leaves to track: session state to undo, a write (on datasources with replicas). */
   noteCommands(result: QueryResult | QueryResult[] | undefined, input: QueryInput | undefined): void {
     if (result === undefined) return;
     if (Array.isArray(result)) {
@@ -178,15 +199,15 @@ export class ConnectionLease implements RawClientOwner {
     }
     const resets = sessionResets(result.command, typeof input === 'string' ? input : input?.text);
     for (const reset of resets) (this.sessionResets ??= new Set()).add(reset);
-    if (this.datasource.replicas && mayHaveWritten(result.command)) this.wrote = true;
+    if (this.policy.mayHaveWritten?.(result.command)) this.wrote = true;
   }
 
-  /** @internal True while a transaction runs, or waits to run, on this client. */
+  /** True while a transaction runs, or waits to run, on this client. */
   get inTransactions(): boolean {
     return this.transactionTurns !== undefined && this.transactionTurns.busy;
   }
 
-  /** @internal Resolves once no transaction runs on this client. */
+  /** Resolves once no transaction runs on this client. */
   outsideTransactions(): Promise<void> {
     return this.transactionTurns?.idle() ?? Promise.resolve();
   }
@@ -203,12 +224,12 @@ export class ConnectionLease implements RawClientOwner {
   }
 
   /**
-   * @internal A query through pg's callback API: the lease learns the query
+   * A query through pg's callback API: the lease learns the query
    * ended (and with `releaseAfter` hands the client back), then `done` gets
    * the outcome. Calls `done` exactly once.
    */
   send<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, releaseAfter: boolean, done: QueryCallback<R>): void {
-    const refusal = this.refusal(input);
+    const refusal = this.whyRefused(input);
     if (refusal) {
       if (releaseAfter) this.release();
       return done(refusal);
@@ -258,7 +279,7 @@ export class ConnectionLease implements RawClientOwner {
     if (this.released) return;
     this.released = true;
     if (cancel) this.cancel();
-    this.handBackWhenDone();
+    this.releaseOnceIdle();
   }
 
   /**
@@ -271,8 +292,8 @@ export class ConnectionLease implements RawClientOwner {
     this.brokenBy ??= reason;
     this.released = true;
     this.cancel();
-    this.returning = true;
-    this.giveBack();
+    this.releasing = true;
+    this.releaseToPool();
     await this.cancelling;
   }
 
@@ -293,32 +314,25 @@ export class ConnectionLease implements RawClientOwner {
     if (!key) return;
     this.cancelling = sendCancelRequest(key).then((settled) => {
       this.cancelling = undefined;
-      if (settled) return this.handBackWhenDone();
+      if (settled) return this.releaseOnceIdle();
       this.brokenBy ??= new PoolError('the server did not confirm a cancel request in time');
-      this.handBack();
+      this.releaseNow();
     });
   }
 
-  /** @internal The client's connection failed (its 'error' event). */
+  /** The client's connection failed (its 'error' event). */
   clientFailed(error: Error): void {
     // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
     if (this.brokenBy) return;
     this.brokenBy = error;
-    this.datasource.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
+    this.policy.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
   }
 
   /** Why a query cannot run on this client now, if it cannot. */
-  private refusal(input: QueryInput): Error | undefined {
-    if (this.released) return this.abandoned ? new RequestAbandonedError(this.datasource.name) : new ConnectionScopeClosedError(this.datasource.name);
+  private whyRefused(input: QueryInput): Error | undefined {
+    if (this.released) return this.abandoned ? new RequestAbandonedError(this.policy.name) : new ConnectionScopeClosedError(this.policy.name);
     if (this.brokenBy) return this.failure(this.brokenBy);
-    if (this.datasource.options.transactionPooling) {
-      try {
-        assertFitsTransactionPooling(this.datasource.name, input);
-      } catch (error) {
-        return error as Error;
-      }
-    }
-    return undefined;
+    return this.policy.refuseStatement?.(input);
   }
 
   private queryEnded(releaseAfter: boolean): void {
@@ -326,13 +340,13 @@ export class ConnectionLease implements RawClientOwner {
     if (releaseAfter) this.released = true;
     const next = this.waiting?.shift();
     // A query that waited its turn runs unless the connection broke or its request was abandoned meanwhile.
-    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.abandoned ? new RequestAbandonedError(this.datasource.name) : undefined);
-    if (this.released) this.handBackWhenDone();
+    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.abandoned ? new RequestAbandonedError(this.policy.name) : undefined);
+    if (this.released) this.releaseOnceIdle();
   }
 
   /** Back to the pool once released, no query runs and no cancel request is on its way. */
-  private handBackWhenDone(): void {
-    if (this.running === 0 && this.cancelling === undefined && this.released) this.handBack();
+  private releaseOnceIdle(): void {
+    if (this.running === 0 && this.cancelling === undefined && this.released) this.releaseNow();
   }
 
   /**
@@ -342,7 +356,7 @@ export class ConnectionLease implements RawClientOwner {
    */
   private outcomeOf(error: Error): Error {
     if (error instanceof DatabaseError && !endsSession(error)) {
-      return this.abandoned && error.code === QUERY_CANCELED ? new RequestAbandonedError(this.datasource.name, { cause: error }) : error;
+      return this.abandoned && error.code === QUERY_CANCELED ? new RequestAbandonedError(this.policy.name, { cause: error }) : error;
     }
     this.brokenBy ??= error;
     return this.failure(error);
@@ -355,14 +369,14 @@ export class ConnectionLease implements RawClientOwner {
    * lifetime is closed instead of reused. Synchronous when there is nothing
    * to clean, as after almost every request.
    */
-  private handBack(): void {
-    if (this.returning) return;
-    this.returning = true;
+  private releaseNow(): void {
+    if (this.releasing) return;
+    this.releasing = true;
     if (isInTransaction(this.client)) this.owner?.transactionCut();
     if (this.raw?.hasWorkInFlight) this.leftOpen();
-    const reset = this.datasource.options.resetOnRelease;
-    if (!this.brokenBy && (reset || this.sessionResets || isInTransaction(this.client))) void this.cleanThenHandBack(reset);
-    else this.giveBack();
+    const reset = this.policy.resetOnRelease;
+    if (!this.brokenBy && (reset || this.sessionResets || isInTransaction(this.client))) void this.cleanThenRelease(reset);
+    else this.releaseToPool();
   }
 
   /**
@@ -378,10 +392,10 @@ export class ConnectionLease implements RawClientOwner {
     const key = backendKeyOf(this.client);
     if (key) void sendCancelRequest(key);
     // A hang-up ends such work on purpose: quiet (see quietly()).
-    if (!this.abandoned) this.datasource.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
+    if (!this.abandoned) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
-  private async cleanThenHandBack(reset: string | undefined): Promise<void> {
+  private async cleanThenRelease(reset: string | undefined): Promise<void> {
     try {
       if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
       const undo = this.sessionResets;
@@ -391,25 +405,25 @@ export class ConnectionLease implements RawClientOwner {
     } catch (error) {
       this.brokenBy ??= error as Error;
     }
-    this.giveBack();
+    this.releaseToPool();
   }
 
-  private giveBack(): void {
-    // destroy() during the awaits of cleanThenHandBack already handed the
-    // client back: a second release() would throw, unhandled, from its detached promise.
-    if (this.handedBack) return;
-    this.handedBack = true;
-    if (!this.brokenBy && this.datasource.isExpired(this.client)) {
+  private releaseToPool(): void {
+    // destroy() during the awaits of cleanThenRelease already released the
+    // client: a second client.release() would throw, unhandled, from its detached promise.
+    if (this.inPool) return;
+    this.inPool = true;
+    if (!this.brokenBy && this.policy.isExpired(this.client)) {
       this.brokenBy = new PoolError('connection reached its maximum lifetime');
     }
     if (this.leakTimer !== undefined) clearTimeout(this.leakTimer);
     if (this.leakReported) {
-      this.datasource.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
+      this.policy.warn(`a connection reported as possibly leaked came back after ${this.heldMillis()} ms`);
     }
     (this.client as LeasedClient)[LEASE] = undefined;
     this.raw?.retire();
     this.client.release(this.brokenBy);
-    this.datasource.leaseEnded(this);
+    this.policy.released(this);
   }
 
   private heldMillis(): number {
@@ -418,14 +432,14 @@ export class ConnectionLease implements RawClientOwner {
 
   private failure(error: unknown): ConnectionFailedError {
     const reason = error instanceof Error ? error.message : String(error);
-    return new ConnectionFailedError(this.datasource.name, reason, { cause: error });
+    return new ConnectionFailedError(this.policy.name, reason, { cause: error });
   }
 
   private reportLeak(acquiredBy: string, holder: string | undefined): void {
     this.leakReported = true;
-    this.datasource.warn(
+    this.policy.warn(
       `a connection has been held for ${this.heldMillis()} ms ` +
-        `(leakDetectionThreshold ${this.datasource.options.leakDetectionThreshold} ms)` +
+        `(leakDetectionThreshold ${this.policy.leakDetectionThreshold} ms)` +
         `${holder ? ` by ${holder}` : ''}; it may have leaked. Acquired at:\n${acquiredBy}`,
     );
   }

@@ -1,34 +1,19 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { ServerResponse } from 'node:http';
 import type { QueryResult, QueryResultRow } from 'pg';
-import type { Datasource, LeaseRecipient } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError, PoolUnavailableError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
-import type { OpenTransaction } from '../transaction/transaction.js';
-import { quietly, withCallerStack, type ConnectionLease, type QueryInput } from './connection-lease.js';
+import { currentContext, runInContext, type RequestContext } from '../context/request-context.js';
+import { ConnectionScopeClosedError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
+import { quietly, withCallerStack, type ConnectionLease } from './connection-lease.js';
 import { noteLateQuery } from './late-query.js';
+import type { LeaseRecipient, LeaseSource } from './lease-source.js';
 import { isInTransaction } from './pg-client-state.js';
+import type { QueryInput } from './query-input.js';
 import type { ScopeHolder } from './scope-holder.js';
 
-// One AsyncLocalStorage carries the scope and the transactions (a scope is
-// its own context; a transaction frame is a second object), so a query looks
-// its context up once, and async hooks copy one store per async resource, not two.
-
-/**
- * What the running code's async context holds: its connection scope and,
- * inside transactions, the innermost transaction of each datasource. A
- * `ConnectionScope` is one, with no transaction; the module makes the others.
- */
-export interface ScopeContext {
-  /** The connection scope the running code belongs to. */
-  readonly scope: ConnectionScope;
-  /** @internal Absent on a scope itself: no transaction runs there. */
-  readonly transactions?: ReadonlyMap<Datasource, OpenTransaction>;
+declare module '../context/request-context.js' {
+  interface RequestContext {
+    /** The connection scope the running code belongs to. */
+    readonly scope: ConnectionScope;
+  }
 }
-
-const storage = new AsyncLocalStorage<ScopeContext>();
-
-/** Seconds an HTTP client is told to wait (Retry-After) when no connection could be had. */
-const RETRY_AFTER_SECONDS = 1;
 
 type LeaseCallback = (error: unknown, lease?: ConnectionLease) => void;
 
@@ -42,20 +27,17 @@ class LeaseSlot implements LeaseRecipient {
   lease: ConnectionLease | undefined = undefined;
   private error: unknown = undefined;
   private refusedOnce = false;
-  // The first waiter in a field: usually the only one.
-  private waiter: LeaseCallback | undefined = undefined;
-  private moreWaiters: LeaseCallback[] | undefined = undefined;
+  private waiters: LeaseCallback[] | undefined = undefined;
 
   constructor(
     readonly scope: ConnectionScope,
-    readonly datasource: Datasource,
+    readonly source: LeaseSource,
   ) {}
 
   wait(callback: LeaseCallback): void {
     if (this.lease !== undefined) callback(undefined, this.lease);
     else if (this.refusedOnce) callback(this.error);
-    else if (this.waiter === undefined) this.waiter = callback;
-    else (this.moreWaiters ??= []).push(callback);
+    else (this.waiters ??= []).push(callback);
   }
 
   whenLeased(): Promise<ConnectionLease> {
@@ -71,7 +53,7 @@ class LeaseSlot implements LeaseRecipient {
     // `queriesAfterHangUp`). Otherwise the queries asked for before its end
     // run first (they are sent as the waiters get the client), as on a
     // client the scope held.
-    const refusal = scope.isClosed ? scope.refusalAfterEnd(this.datasource) : undefined;
+    const refusal = scope.isClosed ? scope.whyRefusedAfterEnd(this.source) : undefined;
     if (refusal) {
       lease.release();
       return this.flush(refusal, undefined);
@@ -80,9 +62,9 @@ class LeaseSlot implements LeaseRecipient {
     if (scope.isClosed) lease.release();
   }
 
-  /** The client went back with a transaction open, rolled back: after the scope's end, see ConnectionScope.refusalAfterEnd(). */
+  /** The client went back with a transaction open, rolled back: after the scope's end, see ConnectionScope.whyRefusedAfterEnd(). */
   transactionCut(): void {
-    if (this.scope.isClosed) this.scope.cutTransaction(this.datasource);
+    if (this.scope.isClosed) this.scope.cutTransaction(this.source);
   }
 
   refused(error: Error): void {
@@ -90,94 +72,66 @@ class LeaseSlot implements LeaseRecipient {
     this.refusedOnce = true;
     // A failed borrow leaves nothing to release; the next query may try again.
     this.scope.forget(this);
-    // The 503 this error becomes tells the HTTP client when to come back.
-    const response = this.scope.response;
-    if (error instanceof PoolUnavailableError && response && !response.headersSent) {
-      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-    }
+    this.scope.clientRefused(error);
     this.flush(error, undefined);
   }
 
   /**
-   * Hands the client back before the scope ends, unless it is still on its
-   * way, in a transaction (the module's or a raw `BEGIN`), out as a raw
-   * client (`getClient()`: a cursor or a COPY stream may still read from it),
-   * holding session state the request set (its later queries must see it),
-   * or wrote on a datasource with replicas (only those track `wrote`: the
-   * request's later reads must stay on the primary).
+   * Releases the client before the scope ends, unless it is still on its
+   * way, running a query, in a transaction (the module's or a raw `BEGIN`),
+   * out as a raw client (`getClient()`: a cursor or a COPY stream may still
+   * read from it), holding session state the request set (its later queries
+   * must see it), or wrote on a datasource with replicas (only those track
+   * `wrote`: the request's later reads must stay on the primary).
    */
-  letGo(): boolean {
+  releaseIfFree(): boolean {
     const lease = this.lease;
-    if (lease === undefined || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession || isInTransaction(lease.client)) return false;
+    if (lease === undefined || lease.isBusy || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession) return false;
+    if (isInTransaction(lease.client)) return false;
     lease.release();
     return true;
   }
 
   private flush(error: unknown, lease: ConnectionLease | undefined): void {
-    const { waiter, moreWaiters } = this;
-    this.waiter = this.moreWaiters = undefined;
-    waiter?.(error, lease);
-    if (moreWaiters) for (const next of moreWaiters) next(error, lease);
+    const waiters = this.waiters;
+    this.waiters = undefined;
+    if (waiters) for (const waiter of waiters) waiter(error, lease);
   }
 }
 
 /**
- * The unit of work that owns at most one client of each datasource: a request
- * (opened as the HTTP server receives it, or by the interceptor) or a `ConnectionScope.run()` call.
- * Clients are borrowed on the first query and all handed back on `close()`.
+ * The unit of work that owns at most one client of each datasource: a
+ * request, a message, or a `ConnectionScope.run()` call. Clients are borrowed
+ * on the first query and released at the end (`clientHold: 'request'`), or
+ * after each query unless something pins them (`clientHold: 'query'`, and
+ * long-lived answers: see holdPerQuery()).
  */
-export class ConnectionScope implements ScopeContext {
-  /** A scope is its own async context (see ScopeContext). */
+export class ConnectionScope implements RequestContext {
+  /** A scope is its own context (see RequestContext). */
   readonly scope: ConnectionScope = this;
   // Most scopes use one datasource: its slot sits in a field, the others (if any) in a Map made on demand.
   private first: LeaseSlot | undefined = undefined;
-  private others: Map<Datasource, LeaseSlot> | undefined = undefined;
+  private others: Map<LeaseSource, LeaseSlot> | undefined = undefined;
   private closed = false;
   private aborted = false;
-  /** The answer is long-lived (see streamed()). */
-  private answerStreamed = false;
+  /** Every datasource's client goes back after each query (see holdPerQuery()). */
+  private perQuery = false;
   /** Datasources whose client went back after the end with a transaction open (rolled back). */
-  private cutTransactions: Datasource[] | undefined = undefined;
-  // Both let go of when the scope ends (see end()).
+  private cutTransactions: LeaseSource[] | undefined = undefined;
+  // Let go of when the scope ends (see end()).
   private holder: ScopeHolder | undefined;
-  private httpResponse: ServerResponse | undefined;
 
   /**
    * @internal
    * @param holder names who holds the scope (route, handler) in leak warnings.
-   * @param response the HTTP response of the request the scope belongs to, if any.
    */
-  constructor(holder?: ScopeHolder, response?: ServerResponse) {
+  constructor(holder?: ScopeHolder) {
     this.holder = holder;
-    this.httpResponse = response;
-  }
-
-  /** @internal The HTTP response of the request the scope belongs to, while the scope is open. */
-  get response(): ServerResponse | undefined {
-    return this.httpResponse;
   }
 
   /** The scope of the running code, if any. */
   static current(): ConnectionScope | undefined {
-    return storage.getStore()?.scope;
-  }
-
-  /**
-   * @internal The scope of the running code if it is the one of the HTTP
-   * request `response` answers: a Node response, Express' `res` (one) or
-   * Fastify's `reply` (whose `raw` is one). Compared before `raw` is read:
-   * looking up a property Express' `res` lacks walks its whole prototype chain.
-   */
-  static of(response: unknown): ConnectionScope | undefined {
-    const scope = storage.getStore()?.scope;
-    const own = scope?.response;
-    if (own === undefined) return undefined;
-    return own === response || own === (response as { raw?: unknown } | null | undefined)?.raw ? scope : undefined;
-  }
-
-  /** @internal The running code's scope and transactions, in one lookup. */
-  static context(): ScopeContext | undefined {
-    return storage.getStore();
+    return currentContext()?.scope;
   }
 
   /**
@@ -189,7 +143,7 @@ export class ConnectionScope implements ScopeContext {
     const scope = new ConnectionScope();
     let result: T | Promise<T>;
     try {
-      result = storage.run(scope, fn);
+      result = runInContext(scope, fn);
     } catch (error) {
       scope.close();
       return Promise.reject(error);
@@ -207,43 +161,37 @@ export class ConnectionScope implements ScopeContext {
     );
   }
 
-  /** @internal Runs `fn` with `context` (a scope, or a transaction frame in one) as the current context. */
-  static enter<T>(context: ScopeContext, fn: () => T): T {
-    return storage.run(context, fn);
-  }
-
   /** @internal */
   get isClosed(): boolean {
     return this.closed;
   }
 
-  /** @internal Ended by `abort()`. */
-  get isAborted(): boolean {
-    return this.aborted;
-  }
-
   /**
-   * @internal A query on the scope's client of `datasource`, once no
-   * transaction runs on that client (a query made outside them must not land
-   * in one). After the scope's end, see `refuseAfterEnd()`.
+   * @internal A query on the scope's client of `source`, once no transaction
+   * runs on that client (a query made outside them must not land in one).
+   * After the scope's end, see `refuseAfterEnd()`.
    */
-  query<R extends QueryResultRow>(datasource: Datasource, input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
-    const slot = this.slotOf(datasource);
+  query<R extends QueryResultRow>(source: LeaseSource, input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    const slot = this.slotOf(source);
     const lease = slot?.lease;
+    const perQuery = this.perQuery || source.holdsPerQuery;
     // The usual case after the first query: the client is here and free. No
     // promise or await of the module's own (each costs async hooks).
-    if (lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
-    if (this.closed) return this.refuseAfterEnd(datasource) ?? datasource.query<R>(input, values);
-    // A long-lived answer holds no client between its queries: each borrows one for itself.
-    if (this.answerStreamed && (slot === undefined || lease?.isReleased)) return datasource.query<R>(input, values);
+    if (!perQuery && lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
+    if (this.closed) return this.refuseAfterEnd(source) ?? source.query<R>(input, values);
     // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
-    const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(datasource);
-    // The first query: sent from the datasource's callback as the client comes.
+    const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(source);
     return withCallerStack(
       new Promise<QueryResult<R>>((resolve, reject) =>
         arriving.wait((error, arrived) => {
           if (!arrived) return reject(error);
-          const send = (): void => arrived.send<R>(input, values, false, (failure, result) => (failure ? reject(failure) : resolve(result!)));
+          const send = (): void =>
+            arrived.send<R>(input, values, false, (failure, result) => {
+              // Held only while needed: back once no query of the request runs on it, unless something pins it.
+              if (perQuery && arriving.releaseIfFree()) this.forget(arriving);
+              if (failure) reject(failure);
+              else resolve(result!);
+            });
           if (arrived.inTransactions) arrived.outsideTransactions().then(send, reject);
           else send();
         }),
@@ -251,123 +199,126 @@ export class ConnectionScope implements ScopeContext {
     );
   }
 
-  /** @internal The scope's client of `datasource`, borrowed on first use. */
-  lease(datasource: Datasource): Promise<ConnectionLease> {
-    // A raw client asked for after the end would have nobody to hand it back: refused, quietly for an abandoned request.
+  /** @internal The scope's client of `source`, borrowed on first use. */
+  lease(source: LeaseSource): Promise<ConnectionLease> {
+    // A raw client asked for after the end would have nobody to release it: refused, quietly for an abandoned request.
     if (this.closed) {
-      return this.aborted
-        ? quietly(Promise.reject(new RequestAbandonedError(datasource.name)))
-        : Promise.reject(new ConnectionScopeClosedError(datasource.name));
+      return this.aborted ? quietly(Promise.reject(new RequestAbandonedError(source.name))) : Promise.reject(new ConnectionScopeClosedError(source.name));
     }
-    const existing = this.slotOf(datasource);
+    const existing = this.slotOf(source);
     // A client closed mid-scope (its transaction could not be rolled back) is replaced by a fresh one.
-    const slot = existing !== undefined && !existing.lease?.isReleased ? existing : this.borrow(datasource);
+    const slot = existing !== undefined && !existing.lease?.isReleased ? existing : this.borrow(source);
     return slot.whenLeased();
   }
 
-  /** @internal The scope's client of `datasource` if it already holds one. */
-  heldLease(datasource: Datasource): ConnectionLease | undefined {
-    const lease = this.slotOf(datasource)?.lease;
+  /** @internal The scope's client of `source` if it already holds one. */
+  heldLease(source: LeaseSource): ConnectionLease | undefined {
+    const lease = this.slotOf(source)?.lease;
     return lease?.isReleased ? undefined : lease;
   }
 
   /**
-   * @internal Work of `datasource` that comes after this scope ended (a
-   * missing `await`, a listener, fire-and-forget writes): a rejection
-   * marked handled when it is refused (see `refusalAfterEnd()`; such work is
-   * often awaited by nobody, see quietly()); otherwise undefined, and
-   * the work runs as it would outside any scope, on clients of its own,
-   * and its call site is noted once at debug level.
+   * @internal Work of `source` that comes after this scope ended (a missing
+   * `await`, a listener, fire-and-forget writes): a rejection marked handled
+   * when it is refused (see `whyRefusedAfterEnd()`; such work is often
+   * awaited by nobody, see quietly()); otherwise undefined, and the work runs
+   * as it would outside any scope, on clients of its own, and its call site
+   * is noted once at debug level.
    */
-  refuseAfterEnd(datasource: Datasource): Promise<never> | undefined {
-    const refusal = this.refusalAfterEnd(datasource);
+  refuseAfterEnd(source: LeaseSource): Promise<never> | undefined {
+    const refusal = this.whyRefusedAfterEnd(source);
     if (refusal) return quietly(Promise.reject(refusal));
-    noteLateQuery(datasource);
+    noteLateQuery(source);
     return undefined;
   }
 
   /**
-   * @internal Why work of this ended scope on `datasource` is refused, if it
-   * is: its client went back with a transaction open (a raw `BEGIN` that
+   * @internal Why work of this ended scope on `source` is refused, if it is:
+   * its client went back with a transaction open (a raw `BEGIN` that
    * outlived the request, or one cut by a hang-up), or the requester hung up
    * and the datasource refuses the abandoned request's work
    * (`queriesAfterHangUp: 'refuse'`).
    */
-  refusalAfterEnd(datasource: Datasource): PoolError | undefined {
+  whyRefusedAfterEnd(source: LeaseSource): PoolError | undefined {
     // Its statements would run outside the transaction they were written for, each committed on its own.
-    if (this.cutTransactions?.includes(datasource)) {
-      return this.aborted ? new RequestAbandonedError(datasource.name) : new ConnectionScopeClosedError(datasource.name, 'in a transaction');
+    if (this.cutTransactions?.includes(source)) {
+      return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'in a transaction');
     }
-    if (!this.aborted || datasource.options.queriesAfterHangUp !== 'refuse') return undefined;
-    return new RequestAbandonedError(datasource.name);
+    if (!this.aborted || !source.refusesAfterHangUp) return undefined;
+    return new RequestAbandonedError(source.name);
   }
 
   /** @internal See LeaseSlot.transactionCut(). */
-  cutTransaction(datasource: Datasource): void {
-    (this.cutTransactions ??= []).push(datasource);
+  cutTransaction(source: LeaseSource): void {
+    (this.cutTransactions ??= []).push(source);
   }
 
   /**
-   * @internal The request's answer is on its way (see
-   * connection-scope.http-adapter.ts): its clients go back now, each once
-   * its running query ends, rather than once the response is written. Those
-   * `letGo()` keeps stay to the end. The scope stays open: a query after
-   * this borrows a client again.
+   * @internal The request's answer is on its way: its clients go back now,
+   * each once its running query ends, rather than once the answer is
+   * written. Those releaseIfFree() keeps stay to the end. The scope stays
+   * open: a query after this borrows a client again.
    */
-  handBack(): void {
-    if (this.first?.letGo()) this.first = undefined;
+  releaseIdleClients(): void {
+    if (this.first?.releaseIfFree()) this.first = undefined;
     const others = this.others;
-    if (others) for (const [datasource, slot] of others) if (slot.letGo()) others.delete(datasource);
+    if (others) for (const [source, slot] of others) if (slot.releaseIfFree()) others.delete(source);
   }
 
   /**
-   * @internal The answer is long-lived (an `@Sse()` route, a streamed body):
-   * it must not pin a pooled client for its whole life. Every client the
-   * scope can let go of goes back now, and from here on a query that finds
-   * none held borrows a client for itself alone, as outside a request; a
-   * transaction's client goes back when it ends (transactionEnded()). A raw
-   * client from `getClient()`, or one in a raw `BEGIN`, stays held.
+   * @internal From now on the scope holds its clients only while needed, as
+   * with `clientHold: 'query'`: every client it can let go of goes back now,
+   * and each later query's client goes back as the query ends, unless
+   * something pins it (see LeaseSlot.releaseIfFree()). For a long-lived
+   * answer (an `@Sse()` route, a streamed body), which must not pin a pooled
+   * client for its whole life.
    */
-  streamed(): void {
-    this.answerStreamed = true;
-    this.handBack();
+  holdPerQuery(): void {
+    this.perQuery = true;
+    this.releaseIdleClients();
   }
 
-  /** @internal A transaction of this scope ended: in a long-lived answer its client goes back. */
-  transactionEnded(): void {
-    if (this.answerStreamed) this.handBack();
+  /** @internal A transaction of this scope ended: where clients are held per query, its client goes back. */
+  transactionEnded(source: LeaseSource): void {
+    if (this.perQuery || source.holdsPerQuery) this.releaseIdleClients();
   }
 
-  /** Ends the scope and hands every client back (once its running query ends). */
+  /** @internal Ends the scope and releases every client (once its running query ends). */
   close(): void {
     this.end(false);
   }
 
-  /** Ends the scope because its requester is gone: running queries are cancelled. */
+  /** @internal Ends the scope because its requester is gone: running queries are cancelled. */
   abort(): void {
     this.end(true);
   }
 
-  /** @internal Drops the slot of a borrow that failed. */
+  /** @internal A client could not be had for this scope (the HTTP scope tells its client when to retry). */
+  clientRefused(_error: Error): void {}
+
+  /** @internal Drops the slot of a borrow that failed or of a client released before the end. */
   forget(slot: LeaseSlot): void {
     if (this.first === slot) this.first = undefined;
-    else if (this.others?.get(slot.datasource) === slot) this.others.delete(slot.datasource);
+    else if (this.others?.get(slot.source) === slot) this.others.delete(slot.source);
   }
 
-  private slotOf(datasource: Datasource): LeaseSlot | undefined {
+  /** @internal Lets go of what the scope keeps of its owner once it ends (see end()). */
+  protected ended(): void {}
+
+  private slotOf(source: LeaseSource): LeaseSlot | undefined {
     const first = this.first;
-    if (first !== undefined && first.datasource === datasource) return first;
-    return this.others?.get(datasource);
+    if (first !== undefined && first.source === source) return first;
+    return this.others?.get(source);
   }
 
-  /** A new slot for `datasource` (in place of one whose client was closed), and its client asked for. */
-  private borrow(datasource: Datasource): LeaseSlot {
-    const slot = new LeaseSlot(this, datasource);
+  /** A new slot for `source` (in place of one whose client was closed or released), and its client asked for. */
+  private borrow(source: LeaseSource): LeaseSlot {
+    const slot = new LeaseSlot(this, source);
     const first = this.first;
-    if (this.others?.has(datasource)) this.others.set(datasource, slot);
-    else if (first === undefined || first.datasource === datasource) this.first = slot;
-    else (this.others ??= new Map()).set(datasource, slot);
-    datasource.lend(this.holder, slot);
+    if (this.others?.has(source)) this.others.set(source, slot);
+    else if (first === undefined || first.source === source) this.first = slot;
+    else (this.others ??= new Map()).set(source, slot);
+    source.lend(this.holder, slot);
     return slot;
   }
 
@@ -382,7 +333,8 @@ export class ConnectionScope implements ScopeContext {
     // on to the request, its response and its leases from here kept each
     // request's objects alive into the old generation, which cost more GC
     // than all of the module's work per request.
-    this.first = this.others = this.holder = this.httpResponse = undefined;
+    this.first = this.others = this.holder = undefined;
+    this.ended();
     if (first?.lease) releaseAtEnd(first.lease, cancel);
     if (others) for (const slot of others.values()) if (slot.lease) releaseAtEnd(slot.lease, cancel);
   }

@@ -1,4 +1,4 @@
-import type { Datasource } from '../datasource/datasource.js';
+import type { LeaseSource } from './lease-source.js';
 
 // The module's own files (lib/ or dist/), whose frames are skipped to find the caller.
 const MODULE_ROOT = new URL('..', import.meta.url).pathname;
@@ -12,12 +12,12 @@ const notedSites = new Set<string>();
  * `await`, which the line helps find. Fire-and-forget work (event listeners,
  * audit writes) that means to outlive its request lands there too, and may.
  */
-export function noteLateQuery(datasource: Datasource): void {
+export function noteLateQuery(source: LeaseSource): void {
   if (notedSites.size >= MAX_NOTED_SITES) return;
   const site = callSite(new Error().stack ?? '');
   if (notedSites.has(site)) return;
   notedSites.add(site);
-  datasource.debug(`work came after its request had ended and ran on a connection of its own (a missing await?): ${site}`);
+  source.debug(`work came after its request had ended and ran on a connection of its own (a missing await?): ${site}`);
 }
 
 function callSite(stack: string): string {

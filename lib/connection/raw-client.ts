@@ -3,7 +3,7 @@ import { ClientReleasedError, PoolError } from '../pool.errors.js';
 
 /** What a raw client tells the lease it belongs to. */
 export interface RawClientOwner {
-  readonly datasource: { readonly name: string };
+  readonly policy: { readonly name: string };
   /** The application called `release()`: with `reason`, the connection must be closed rather than reused. */
   releaseFromApplication(reason: Error | undefined): void;
   /** A query of the raw client ended with `result` (an array for several statements in one text). */
@@ -104,7 +104,7 @@ export class RawClient {
     const last = args.length > 1 ? args[args.length - 1] : undefined;
     const callback = typeof last === 'function' ? (last as Callback) : undefined;
     if (this.released || this.retired) {
-      const refusal = new ClientReleasedError(this.owner.datasource.name);
+      const refusal = new ClientReleasedError(this.owner.policy.name);
       if (callback) return void process.nextTick(callback, refusal);
       if (isSubmittable(input)) throw refusal;
       return Promise.reject(refusal);

@@ -24,6 +24,8 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
   private readonly datasources = new Map<string, Datasource>();
   /** Every pool by name: the datasources and their replicas, which share one namespace. */
   private readonly pools = new Map<string, Datasource>();
+  /** The replicas of each datasource that has some. */
+  private readonly replicaSets = new Map<Datasource, ReplicaSet>();
   /** What watchEach() calls for each pool created from now on. */
   private readonly watchers = new Set<(datasource: Datasource) => void>();
   /** What shutdown waits for before the pools close; see drainFirst(). */
@@ -36,9 +38,11 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     const names = [name, ...(options.replicas ?? []).map((_replica, index) => replicaName(name, index))];
     const taken = names.find((poolName) => this.pools.has(poolName));
     if (taken !== undefined) throw new DuplicateDatasourceError(taken);
-    const datasource = new Datasource(name, options, this.logger, this.createReplicaSet(name, options));
+    const datasource = new Datasource(name, options, this.logger);
+    const replicas = this.createReplicaSet(name, options);
+    if (replicas) this.replicaSets.set(datasource, replicas);
     this.datasources.set(name, datasource);
-    const pools = poolsOf(datasource);
+    const pools = [datasource, ...(replicas?.replicas ?? [])];
     for (const pool of pools) this.pools.set(pool.name, pool);
     for (const watch of this.watchers) pools.forEach(watch);
     return datasource;
@@ -74,6 +78,11 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
     return pool;
   }
 
+  /** The replicas of `datasource`, if it has some. */
+  replicasOf(datasource: Datasource): ReplicaSet | undefined {
+    return this.replicaSets.get(datasource);
+  }
+
   names(): string[] {
     return [...this.datasources.keys()];
   }
@@ -95,7 +104,7 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
       await this.closeAll();
       throw failed.reason;
     }
-    await Promise.all(this.all().map((datasource) => datasource.replicas?.check()));
+    await Promise.all([...this.replicaSets.values()].map((replicas) => replicas.check()));
   }
 
   private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
@@ -107,7 +116,7 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
       // An unreachable replica is skipped, not waited for: no startup retries.
       const replicaOptions: PoolModuleOptions = { ...inherited, retryAttempts: 0, ...replica, name: poolName };
       validatePoolOptions(poolName, replicaOptions);
-      return new Datasource(poolName, replicaOptions, this.logger, undefined, name);
+      return new Datasource(poolName, replicaOptions, this.logger, name);
     });
     return new ReplicaSet(replicaDatasources, replicaRetryMillis ?? DEFAULT_REPLICA_RETRY_MS);
   }
@@ -150,15 +159,14 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
    * startup checks outside the registry that fail the bootstrap.
    */
   async closeAll(since?: number): Promise<void> {
-    await Promise.all(this.all().map((datasource) => datasource.close(since)));
+    await Promise.all([
+      ...this.all().map((datasource) => datasource.close(since)),
+      ...[...this.replicaSets.values()].map((replicas) => replicas.close(since)),
+    ]);
   }
 }
 
 /** The pool name of a datasource's replica, as logs, statistics, metrics and health show it. */
 function replicaName(datasource: string, index: number): string {
   return `${datasource} (replica ${index + 1})`;
-}
-
-function poolsOf(datasource: Datasource): Datasource[] {
-  return [datasource, ...(datasource.replicas?.replicas ?? [])];
 }

@@ -1,6 +1,8 @@
 import type { Logger } from '@nestjs/common';
 import pg, { type QueryResult, type QueryResultRow } from 'pg';
-import { ConnectionLease, watchLeasedClient, withCallerStack, type QueryInput } from '../connection/connection-lease.js';
+import { ConnectionLease, watchLeasedClient, withCallerStack, type LeasePolicy } from '../connection/connection-lease.js';
+import type { LeaseRecipient, LeaseSource } from '../connection/lease-source.js';
+import type { QueryInput } from '../connection/query-input.js';
 import type { ScopeHolder } from '../connection/scope-holder.js';
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
 import {
@@ -20,7 +22,8 @@ import {
   type PoolUnavailableError,
 } from '../pool.errors.js';
 import { delay, settlesWithin } from '../pool.utils.js';
-import type { ReplicaSet } from '../replication/replica-set.js';
+import { transactionPoolingRefusal } from '../pooler/transaction-pooling.js';
+import { mayHaveWritten } from '../replication/read-routing.js';
 import { AvailabilityLog } from './availability-log.js';
 import { timedClientClass } from './connect-time.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
@@ -35,18 +38,16 @@ const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
 const CONNECTION_BUDGET_QUERY =
   "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available";
 
-/** Told, once, how an acquisition ended: the lease, or why there is none. */
-export interface LeaseRecipient {
-  received(lease: ConnectionLease): void;
-  refused(error: Error): void;
-}
-
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
  * clients it lent out, so that shutdown can wait for them and nothing leaks.
  */
-export class Datasource {
+export class Datasource implements LeaseSource {
   readonly pool: pg.Pool;
+  readonly holdsPerQuery: boolean;
+  readonly refusesAfterHangUp: boolean;
+  /** What its leases need of it (see LeasePolicy), composed once from the options. */
+  private readonly leasePolicy: LeasePolicy;
   /** `user@host:port/database`, safe for logs. */
   readonly target: string;
   readonly stats: PoolStatsRecorder;
@@ -66,8 +67,6 @@ export class Datasource {
     readonly name: string,
     readonly options: PoolModuleOptions,
     private readonly logger: Logger,
-    /** Where reads may go instead, when this datasource has replicas. */
-    readonly replicas?: ReplicaSet,
     /** The datasource whose replica this pool is, if it is one. */
     replicaOf?: string,
   ) {
@@ -96,6 +95,19 @@ export class Datasource {
       Client: timedClientClass(poolConfig.Client as typeof pg.Client | undefined) as unknown as pg.PoolConfig['Client'],
     });
     this.max = this.pool.options.max;
+    this.holdsPerQuery = options.clientHold === 'query';
+    this.refusesAfterHangUp = options.queriesAfterHangUp === 'refuse';
+    this.leasePolicy = {
+      name,
+      leakDetectionThreshold: options.leakDetectionThreshold ?? 0,
+      resetOnRelease: options.resetOnRelease,
+      refuseStatement: options.transactionPooling ? (input) => transactionPoolingRefusal(name, input) : undefined,
+      // A request that wrote reads its own writes: only a datasource with replicas need know.
+      mayHaveWritten: options.replicas?.length ? mayHaveWritten : undefined,
+      isExpired: (client) => this.isExpired(client),
+      released: (lease) => this.leaseReleased(lease),
+      warn: (message) => this.warn(message),
+    };
     this.target = describeTarget(poolConfig);
     this.stats = new PoolStatsRecorder(name, this.pool, replicaOf);
     // Idle clients whose connection dies emit 'error' on the pool, which
@@ -124,18 +136,18 @@ export class Datasource {
   }
 
   /**
-   * @internal Checks out a client for `recipient` (a connection scope's
-   * slot), told the outcome from pg-pool's callback: no promise in between.
+   * Checks out a client for `recipient` (a connection scope's slot), told
+   * the outcome from pg-pool's callback: no promise in between.
    */
   lend(holder: ScopeHolder | undefined, recipient: LeaseRecipient): void {
-    const refusal = this.refusal();
+    const refusal = this.whyRefused();
     if (refusal) {
       if (refusal instanceof PoolQueueFullError) this.availability.refused(refusal);
       return recipient.refused(refusal);
     }
-    // Taken before pg-pool is asked, while the borrower's frames are still on the stack.
-    const acquiredAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
-    this.checkOut(performance.now(), holder, acquiredAt, recipient);
+    // Made before pg-pool is asked, while the borrower's frames are still on the stack.
+    const askedAt = this.options.leakDetectionThreshold ? new Error('acquired here') : undefined;
+    this.checkOut(performance.now(), holder, askedAt, recipient);
   }
 
   /** Borrows a client for `fn` alone, like `pool.query` does for one query. */
@@ -160,8 +172,8 @@ export class Datasource {
     );
   }
 
-  /** @internal Called by a lease once its client is back in the pool (or destroyed). */
-  leaseEnded(lease: ConnectionLease): void {
+  /** A lease's client is back in the pool (or closed). */
+  private leaseReleased(lease: ConnectionLease): void {
     if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
@@ -201,7 +213,7 @@ export class Datasource {
    * of a shutdown that first let the requests in flight finish.
    */
   close(since = performance.now()): Promise<void> {
-    this.closing ??= Promise.all([this.drainAndEnd(since), this.replicas?.close(since)]).then(() => undefined);
+    this.closing ??= this.drainAndEnd(since);
     return this.closing;
   }
 
@@ -319,7 +331,7 @@ export class Datasource {
   }
 
   /** Why an acquire fails at once, if it does: the datasource is closing, or too many already wait. */
-  private refusal(): PoolError | undefined {
+  private whyRefused(): PoolError | undefined {
     if (this.closing) return new PoolClosedError(this.name);
     const maxWaiting = this.options.maxWaitingClients;
     if (maxWaiting !== undefined && this.mustWait() && this.pool.waitingCount >= maxWaiting) {
@@ -334,7 +346,7 @@ export class Datasource {
    * acquire times out, which would hold the shutdown past the drain timeout.
    * An expired connection is retired here rather than handed out, and another asked for.
    */
-  private checkOut(waitStarted: number, holder: ScopeHolder | undefined, acquiredAt: Error | undefined, recipient: LeaseRecipient): void {
+  private checkOut(waitStarted: number, holder: ScopeHolder | undefined, askedAt: Error | undefined, recipient: LeaseRecipient): void {
     this.waiting.add(recipient);
     this.pool.connect((error, client) => {
       // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
@@ -342,9 +354,9 @@ export class Datasource {
       if (error || !client) return recipient.refused(this.acquireError(error, Math.round(performance.now() - waitStarted)));
       if (this.isExpired(client)) {
         client.release(new PoolError('connection reached its maximum lifetime'));
-        return this.checkOut(waitStarted, holder, acquiredAt, recipient);
+        return this.checkOut(waitStarted, holder, askedAt, recipient);
       }
-      const lease = new ConnectionLease(this, client, holder, acquiredAt);
+      const lease = new ConnectionLease(this.leasePolicy, client, holder, askedAt);
       this.stats.recordAcquired(lease.acquiredAt - waitStarted);
       this.availability.served(this.pool.waitingCount);
       this.leases.add(lease);

@@ -64,7 +64,7 @@ export class PoolHealthIndicator {
     }
     const judge = (poolName: string): PoolLoad => poolLoad(this.stats.get(poolName), options.maxWaiting, maxUtilization);
     const pool = judge(name);
-    const replicas = (this.registry.getPool(name).replicas?.replicas ?? []).map((replica) => ({ name: replica.name, ...judge(replica.name) }));
+    const replicas = (this.registry.replicasOf(this.registry.getPool(name))?.replicas ?? []).map((replica) => ({ name: replica.name, ...judge(replica.name) }));
     const data = {
       ...pool.figures,
       ...(replicas.length ? { replicas: replicas.map((replica) => ({ name: replica.name, status: replica.status, ...replica.figures })) } : {}),
@@ -85,7 +85,7 @@ export class PoolHealthIndicator {
    * datasource without replicas.
    */
   async replicaCheck<const Key extends string>(key: Key, options: ReplicaCheckOptions = {}): Promise<HealthIndicatorResult<Key>> {
-    const replicas = this.registry.get(options.name ?? DEFAULT_DATASOURCE_NAME).replicas;
+    const replicas = this.registry.replicasOf(this.registry.get(options.name ?? DEFAULT_DATASOURCE_NAME));
     const session = this.health.check(key);
     if (!replicas) return session.up({ replicas: [] });
     const timeout = options.timeout ?? DEFAULT_PING_TIMEOUT_MS;

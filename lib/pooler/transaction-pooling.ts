@@ -1,4 +1,4 @@
-import type { QueryInput } from '../connection/connection-lease.js';
+import { textOf, type QueryInput } from '../connection/query-input.js';
 import { SESSION_ADVISORY_LOCK } from '../connection/session-state.js';
 import { SessionStateError } from '../pool.errors.js';
 
@@ -19,15 +19,16 @@ const SESSION_STATEMENTS: ReadonlyArray<readonly [RegExp, string]> = [
   [/^\s*(PREPARE|DEALLOCATE)\b/i, 'prepared statements live in a server session'],
 ];
 
-/** Refuses, with `SessionStateError`, what a transaction-mode pooler cannot keep. */
-export function assertFitsTransactionPooling(datasource: string, input: QueryInput): void {
+/** Why a transaction-mode pooler cannot keep what `input` does, if it cannot: a `SessionStateError`. */
+export function transactionPoolingRefusal(datasource: string, input: QueryInput): SessionStateError | undefined {
   if (typeof input !== 'string' && input.name) {
-    throw new SessionStateError(datasource, `named prepared statement "${input.name}"`, 'prepared statements live in a server session');
+    return new SessionStateError(datasource, `named prepared statement "${input.name}"`, 'prepared statements live in a server session');
   }
-  const text = typeof input === 'string' ? input : input.text;
+  const text = textOf(input);
   for (const [pattern, why] of SESSION_STATEMENTS) {
-    if (pattern.test(text)) throw new SessionStateError(datasource, abbreviate(text), why);
+    if (pattern.test(text)) return new SessionStateError(datasource, abbreviate(text), why);
   }
+  return undefined;
 }
 
 function abbreviate(text: string): string {

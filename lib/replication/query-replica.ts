@@ -1,12 +1,12 @@
 import type { QueryResult, QueryResultRow } from 'pg';
-import type { QueryInput } from '../connection/connection-lease.js';
 import type { ConnectionScope } from '../connection/connection-scope.js';
+import type { QueryInput } from '../connection/query-input.js';
 import { ConnectionFailedError, DatabaseUnreachableError, PoolUnavailableError } from '../pool.errors.js';
 import type { ReplicaSet } from './replica-set.js';
 
 /**
  * Runs a read on the first replica that answers (on the scope's client of
- * it, if the query runs in a scope). A replica that cannot be reached or
+ * it, held as the replica's `clientHold` says, if the query runs in a scope). A replica that cannot be reached or
  * loses its connection is taken out of rotation, a busy one passed over, and
  * the next one tried; undefined when none answered, so the caller reads from
  * the primary.
@@ -19,9 +19,7 @@ export async function queryReplica<R extends QueryResultRow>(
 ): Promise<QueryResult<R> | undefined> {
   for (const replica of replicas.candidates()) {
     try {
-      const result = scope
-        ? await (await scope.lease(replica)).query<R>(input, values)
-        : await replica.withLease((lease) => lease.query<R>(input, values));
+      const result = scope ? await scope.query<R>(replica, input, values) : await replica.query<R>(input, values);
       replicas.markUp(replica);
       return result;
     } catch (error) {

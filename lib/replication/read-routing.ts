@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { QueryInput } from '../connection/connection-lease.js';
+import { textOf, type QueryInput } from '../connection/query-input.js';
 
 // Statements a hot standby can answer. A locking SELECT (FOR UPDATE/SHARE)
 // needs the primary; so does anything else, including a WITH that may write.
@@ -8,7 +8,7 @@ const LOCKING_READ = /\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b/i;
 
 /** True when the statement only reads, so a replica may answer it. */
 export function isReadStatement(input: QueryInput): boolean {
-  const text = typeof input === 'string' ? input : input.text;
+  const text = textOf(input);
   return READ_STATEMENT.test(text) && !LOCKING_READ.test(text);
 }
 

@@ -2,8 +2,8 @@ import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/com
 import { INTERCEPTORS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import type { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { Observable } from 'rxjs';
-import { ConnectionScope } from '../connection/connection-scope.js';
 import { ConnectionScopeInterceptor } from './connection-scope.interceptor.js';
+import { scopeOf } from './request-scope.js';
 
 // What @MessagePattern() and @EventPattern() put on a handler (@nestjs/microservices' PATTERN_METADATA),
 // @WebSocketGateway() on a class and @SubscribeMessage() on its handlers (@nestjs/websockets'
@@ -16,10 +16,10 @@ const MESSAGE_MAPPING_METADATA = 'websockets:message_mapping';
 /** Opens the scope of a message. */
 const MESSAGE_SCOPE = new ConnectionScopeInterceptor();
 
-/** Makes the scope of an `@Sse()` request long-lived as its handler starts (see ConnectionScope.streamed()). */
+/** Makes the scope of an `@Sse()` request hold its clients per query as its handler starts (see ConnectionScope.holdPerQuery()). */
 const STREAMED_ANSWER: NestInterceptor = {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    ConnectionScope.of(context.switchToHttp().getResponse())?.streamed();
+    scopeOf(context.switchToHttp().getResponse())?.holdPerQuery();
     return next.handle();
   },
 };

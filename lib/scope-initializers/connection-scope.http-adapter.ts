@@ -1,6 +1,6 @@
 import { StreamableFile, type HttpServer } from '@nestjs/common';
-import { ConnectionScope } from '../connection/connection-scope.js';
 import type { HttpServerDrain } from './http-server.drain.js';
+import { scopeOf } from './request-scope.js';
 
 /**
  * @internal The adapter methods through which Nest hands a route's answer over:
@@ -10,14 +10,14 @@ export const ANSWERS = ['reply', 'redirect', 'render'] as const;
 type Answer = (this: unknown, response: unknown, second: unknown, third: unknown) => unknown;
 
 /**
- * Makes every scoped HTTP request hand its clients back as Nest hands its
+ * Makes every scoped HTTP request release its clients as Nest hands its
  * answer to the adapter: middleware, guards, interceptors, the handler and
  * exception filters are done with them by then. The response's 'close',
  * which ends the scope, comes only once the answer is written, and for a
  * client that reads slowly, long after; a pooled connection held through
  * that serves nobody. An answer that is a stream (StreamableFile, an async
  * iterable, a Readable) may go on querying for as long as it is read: its
- * scope turns long-lived (ConnectionScope.streamed()), holding a client only
+ * scope holds its clients per query from then on (ConnectionScope.holdPerQuery()), holding a client only
  * while a query or transaction of it runs. Responses written by the handler
  * itself (`@Res()`) never reach the adapter and keep their clients to the end.
  *
@@ -37,10 +37,10 @@ export function handBackOnAnswer(adapter: HttpServer, drain?: HttpServerDrain): 
     if (typeof answer !== 'function') continue;
     methods[name] = function (this: unknown, response, second, third) {
       drain?.answering(response);
-      const scope = ConnectionScope.of(response);
+      const scope = scopeOf(response);
       if (scope) {
-        if (isStream(second)) scope.streamed();
-        else scope.handBack();
+        if (isStream(second)) scope.holdPerQuery();
+        else scope.releaseIdleClients();
       }
       return answer.call(this, response, second, third);
     };

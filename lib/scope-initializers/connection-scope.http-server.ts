@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ConnectionScope } from '../connection/connection-scope.js';
-import { openRequestScope } from './request-scope.js';
+import { runInRequestScope } from './request-scope.js';
 
 type RequestListener = (this: unknown, request: IncomingMessage, response: ServerResponse) => void;
 
@@ -41,7 +40,7 @@ export function scopeHttpRequests(server: unknown): void {
 
 function scoping(listener: RequestListener): ScopingListener {
   const scoped: ScopingListener = function (this: unknown, request, response) {
-    ConnectionScope.enter(openRequestScope(request, response), () => listener.call(this, request, response));
+    runInRequestScope(request, response, () => listener.call(this, request, response));
   };
   scoped[SCOPING] = true;
   return scoped;

@@ -2,6 +2,8 @@ import { Injectable, type CallHandler, type ExecutionContext, type NestIntercept
 import type { ServerResponse } from 'node:http';
 import { finalize, type Observable } from 'rxjs';
 import { ConnectionScope } from '../connection/connection-scope.js';
+import { runInContext } from '../context/request-context.js';
+import { HttpRequestScope, scopeOf } from './request-scope.js';
 
 /**
  * Opens a connection scope around a handler whose request has none and
@@ -27,15 +29,16 @@ function interceptScope(context: ExecutionContext, next: CallHandler): Observabl
   const isHttp = context.getType() === 'http';
   const response = isHttp ? rawResponse(context.switchToHttp().getResponse()) : undefined;
   // Opened for this request before it reached Nest, and ended with its response.
-  if (ConnectionScope.of(response) !== undefined) return next.handle();
+  if (scopeOf(response) !== undefined) return next.handle();
   // A message handler whose scope the caller opened.
   if (!isHttp && ConnectionScope.current()?.isClosed === false) return next.handle();
-  const scope = new ConnectionScope(() => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`, response);
+  const holder = (): string => `${context.getType()} handler ${context.getClass().name}.${context.getHandler().name}`;
+  const scope = response ? new HttpRequestScope(holder, response) : new ConnectionScope(holder);
   const onClose = (): void => {
     if (!response?.writableFinished) scope.abort();
   };
   response?.once('close', onClose);
-  return ConnectionScope.enter(scope, () => next.handle()).pipe(
+  return runInContext(scope, () => next.handle()).pipe(
     finalize(() => {
       response?.off('close', onClose);
       scope.close();

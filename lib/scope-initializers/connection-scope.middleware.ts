@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ConnectionScope } from '../connection/connection-scope.js';
-import { openRequestScope } from './request-scope.js';
+import { runInRequestScope, scopeOf } from './request-scope.js';
 
 type Middleware = (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
 
@@ -16,8 +15,8 @@ interface ExpressApplication {
  * connection-scope.http-server.ts) keeps it.
  */
 export const connectionScopeMiddleware: Middleware = function connectionScope(request, response, next) {
-  if (ConnectionScope.of(response) !== undefined) return next();
-  ConnectionScope.enter(openRequestScope(request, response), next);
+  if (scopeOf(response) !== undefined) return next();
+  runInRequestScope(request, response, next);
 };
 
 /**

@@ -1,11 +1,10 @@
 import { ConnectionScope } from '../connection/connection-scope.js';
 import type { Datasource } from '../datasource/datasource.js';
 import { TransactionPropagationError } from '../pool.errors.js';
-import { currentTransaction, transactionTurns } from './transaction-context.js';
 import { assertJoinable } from './transaction-options.js';
 import type { TransactionalOptions, TransactionOptions } from './transaction-options.interface.js';
 import { withRetries } from './transaction-retry.js';
-import { OpenTransaction, type TransactionWork } from './transaction.js';
+import { currentTransaction, OpenTransaction, transactionTurns, type TransactionWork } from './transaction.js';
 
 /**
  * `connection.transaction()`: a savepoint in the transaction running on
@@ -32,9 +31,9 @@ async function attempt<T>(datasource: Datasource, scope: ConnectionScope, option
   // The scope ended while its client was on its way, which went back: the attempt goes where work after the end goes.
   if (lease.isReleased) return inScope(datasource, (next) => attempt(datasource, next, options, work));
   try {
-    return await transactionTurns(lease).take(() => OpenTransaction.runOn(lease, scope, options, work));
+    return await transactionTurns(lease).take(() => OpenTransaction.runOn(datasource, lease, scope, options, work));
   } finally {
-    scope.transactionEnded();
+    scope.transactionEnded(datasource);
   }
 }
 
@@ -66,7 +65,7 @@ export function runWithPropagation<T>(
 /** A transaction on a client of its own, released when the transaction ends. */
 function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
   return inScope(datasource, (scope) =>
-    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(lease, scope, options, work))),
+    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(datasource, lease, scope, options, work))),
   );
 }
 

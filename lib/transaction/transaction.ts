@@ -1,11 +1,20 @@
 import { DatabaseError, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
-import type { ConnectionLease, QueryInput } from '../connection/connection-lease.js';
+import type { ConnectionLease } from '../connection/connection-lease.js';
 import type { ConnectionScope } from '../connection/connection-scope.js';
+import type { QueryInput } from '../connection/query-input.js';
+import { Turns } from '../connection/turns.js';
+import { currentContext, runInContext, type RequestContext } from '../context/request-context.js';
+import type { Datasource } from '../datasource/datasource.js';
 import { TransactionAbortedError, TransactionBusyError, TransactionFinishedError } from '../pool.errors.js';
-import { currentTransaction, enterTransaction } from './transaction-context.js';
 import { beginStatement, settingsOf, type TransactionSettings } from './transaction-options.js';
 import type { TransactionOptions } from './transaction-options.interface.js';
-import { Turns } from './turns.js';
+
+declare module '../context/request-context.js' {
+  interface RequestContext {
+    /** Inside transactions: the innermost transaction of each datasource, so that every query made inside one runs in it. */
+    readonly transactions?: ReadonlyMap<Datasource, OpenTransaction>;
+  }
+}
 
 /** The transaction, or savepoint, that `connection.transaction()` runs its work in. */
 export interface Transaction {
@@ -45,6 +54,7 @@ export class OpenTransaction implements Transaction {
   private readonly nested = new Turns();
 
   private constructor(
+    readonly source: Datasource,
     readonly lease: ConnectionLease,
     readonly scope: ConnectionScope,
     readonly settings: TransactionSettings,
@@ -52,13 +62,13 @@ export class OpenTransaction implements Transaction {
   ) {}
 
   /** Begins a transaction on `lease`, runs `work` in it and ends it (see `run`). */
-  static async runOn<T>(lease: ConnectionLease, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
+  static async runOn<T>(source: Datasource, lease: ConnectionLease, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
     await lease.query(beginStatement(options));
-    return new OpenTransaction(lease, scope, settingsOf(options)).run(work);
+    return new OpenTransaction(source, lease, scope, settingsOf(options)).run(work);
   }
 
   get datasource(): string {
-    return this.lease.datasource.name;
+    return this.source.name;
   }
 
   get depth(): number {
@@ -72,7 +82,7 @@ export class OpenTransaction implements Transaction {
   async query<R extends QueryResultRow = QueryResultRow>(input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     this.assertActive('query');
     // While a savepoint runs in this transaction, its other queries wait, unless made from inside that savepoint.
-    if (this.nested.busy && !this.encloses(currentTransaction(this.lease.datasource))) {
+    if (this.nested.busy && !this.encloses(currentTransaction(this.source))) {
       await this.nested.idle();
       this.assertActive('query');
     }
@@ -101,7 +111,7 @@ export class OpenTransaction implements Transaction {
     this.assertActive('begin a nested transaction');
     return this.nested.take(async () => {
       this.assertActive('begin a nested transaction');
-      const savepoint = new OpenTransaction(this.lease, this.scope, this.settings, this);
+      const savepoint = new OpenTransaction(this.source, this.lease, this.scope, this.settings, this);
       await this.lease.query(`SAVEPOINT ${savepoint.savepoint}`);
       return savepoint.run(work);
     });
@@ -176,7 +186,7 @@ export class OpenTransaction implements Transaction {
 
   private reportFailedRollback(error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    this.lease.datasource.warn(`rolling back a failed transaction failed too (${reason}); its connection is not reused`);
+    this.source.warn(`rolling back a failed transaction failed too (${reason}); its connection is not reused`);
   }
 
   /** True when `transaction` is a savepoint nested, at any depth, in this transaction. */
@@ -184,4 +194,26 @@ export class OpenTransaction implements Transaction {
     for (let inner = transaction; inner; inner = inner.parent) if (inner.parent === this) return true;
     return false;
   }
+}
+
+/** The innermost transaction of `datasource` the running code is in, if any. */
+export function currentTransaction(datasource: Datasource): OpenTransaction | undefined {
+  // A scope opened inside a transaction (ConnectionScope.run) is a context of
+  // its own, without the transactions: it has clients, hence transactions, of its own.
+  return currentContext()?.transactions?.get(datasource);
+}
+
+/** Runs `fn` with `transaction` as the current transaction of its datasource. */
+function enterTransaction<T>(transaction: OpenTransaction, fn: () => T): T {
+  const context = currentContext();
+  // Transactions of another scope (the code left it since) are not this scope's.
+  const transactions = new Map(context?.scope === transaction.scope ? context.transactions : undefined);
+  transactions.set(transaction.source, transaction);
+  const frame: RequestContext = { scope: transaction.scope, transactions };
+  return runInContext(frame, fn);
+}
+
+/** Transactions on one client of a scope take turns; the scope's other queries wait for them. */
+export function transactionTurns(lease: ConnectionLease): Turns {
+  return (lease.transactionTurns ??= new Turns());
 }

@@ -1,20 +1,22 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
-import type { Datasource } from '../datasource/datasource.js';
-import { ConnectionScopeClosedError, NoConnectionScopeError } from '../pool.errors.js';
-import { runInTransaction } from '../transaction/run-transaction.js';
-import { validateTransactionOptions } from '../transaction/transaction-options.js';
-import type { TransactionOptions } from '../transaction/transaction-options.interface.js';
-import type { Transaction } from '../transaction/transaction.js';
-import { isReadStatement, prefersReplica } from '../replication/read-routing.js';
-import { queryReplica } from '../replication/query-replica.js';
-import { quietIfAbandoned, type ConnectionLease, type QueryInput } from './connection-lease.js';
-import type { ReplicaSet } from '../replication/replica-set.js';
-import { ConnectionScope } from './connection-scope.js';
-import { isInTransaction } from './pg-client-state.js';
+import { quietIfAbandoned, type ConnectionLease } from './connection/connection-lease.js';
+import type { ConnectionScope } from './connection/connection-scope.js';
+import { isInTransaction } from './connection/pg-client-state.js';
+import type { QueryInput } from './connection/query-input.js';
+import { currentContext } from './context/request-context.js';
+import type { Datasource } from './datasource/datasource.js';
+import { ConnectionScopeClosedError, NoConnectionScopeError } from './pool.errors.js';
+import { queryReplica } from './replication/query-replica.js';
+import { isReadStatement, prefersReplica } from './replication/read-routing.js';
+import type { ReplicaSet } from './replication/replica-set.js';
+import { runInTransaction } from './transaction/run-transaction.js';
+import { validateTransactionOptions } from './transaction/transaction-options.js';
+import type { TransactionOptions } from './transaction/transaction-options.interface.js';
+import type { Transaction } from './transaction/transaction.js';
 
 // A client that came after its scope ended went back at once: it is not the caller's to use.
 function clientOf(lease: ConnectionLease): PoolClient {
-  if (lease.isReleased) throw new ConnectionScopeClosedError(lease.datasource.name);
+  if (lease.isReleased) throw new ConnectionScopeClosedError(lease.policy.name);
   return lease.rawClient();
 }
 
@@ -29,6 +31,8 @@ export class PoolConnection {
   /** @internal The module creates the connections; inject them with `@InjectConnection()`. */
   constructor(
     private readonly datasource: Datasource,
+    /** Where reads may go instead, when the datasource has replicas. */
+    private readonly replicas: ReplicaSet | undefined,
     /** Reads go to a replica when the datasource has one (`@InjectConnection(name, { replica: true })`). */
     private readonly readsFromReplica = false,
   ) {}
@@ -53,10 +57,10 @@ export class PoolConnection {
   query<R extends QueryResultRow>(input: string | QueryConfig<unknown[]>, values?: readonly unknown[]): Promise<QueryResult<R>> {
     // Not async: each layer returns the promise of the one below, so a query
     // costs no promise of the module's own once the scope has its client.
-    const context = ConnectionScope.context();
+    const context = currentContext();
     const transaction = context?.transactions?.get(this.datasource);
     if (transaction !== undefined) return transaction.query<R>(input, values);
-    const replicas = this.datasource.replicas;
+    const replicas = this.replicas;
     if (replicas !== undefined && this.mayReadFromReplica(input, context?.scope)) {
       return quietIfAbandoned(this.readFromReplica<R>(replicas, context?.scope, input, values));
     }
@@ -103,7 +107,7 @@ export class PoolConnection {
    * with the hold; a cursor or COPY still open then closes the connection.
    */
   getClient(): Promise<PoolClient> {
-    const context = ConnectionScope.context();
+    const context = currentContext();
     if (context === undefined) return Promise.reject(new NoConnectionScopeError(this.datasource.name));
     const transaction = context.transactions?.get(this.datasource);
     if (transaction !== undefined) {
