@@ -1,8 +1,8 @@
 import { config } from './config.js';
 import { CONTENDERS, EXPERIMENTS } from './contenders/index.js';
 import { initPgbench, PGBENCH_MISSING, pgbenchPath, runPgbench } from './pgbench.js';
-import { LoadProcess, ServerProcess } from './processes.js';
-import type { LoadResult } from './protocol.js';
+import { LoadProcess, ServerProcess, type StartOptions } from './processes.js';
+import type { Durations, LoadResult } from './protocol.js';
 import { max, median, min } from './stats.js';
 
 export const BASELINE = 'singleton-pool';
@@ -23,6 +23,9 @@ export interface RoundSample {
    * the kernel's socket work, whose cost swings most with the machine's load.
    */
   cpuUserUsPerReq: number;
+  /** How long the server's pool lent out each client in this window (null: it has no pool), and how long each query took. */
+  hold: Durations | null;
+  query: Durations | null;
   /** req/s over the baseline's req/s on the same adapter, same round. */
   ratio: number | null;
   /** CPU per request over the baseline's, same adapter, same round (below 1 is cheaper). */
@@ -37,6 +40,18 @@ export interface CompareRow {
   median: { reqPerSec: number; p50: number; p99: number; cpuUsPerReq: number; ratio: number | null; cpuRatio: number | null };
   min: number;
   max: number;
+  clientTimes: ClientTimesSummary;
+}
+
+/** Client hold times against query times, in ms, medians over rounds; null where none were recorded. */
+export interface ClientTimesSummary {
+  holdP50: number | null;
+  holdP99: number | null;
+  queryP50: number | null;
+  queryP99: number | null;
+  /** Time clients were lent out, and queries ran, per answered request. */
+  heldMsPerReq: number | null;
+  queryMsPerReq: number | null;
 }
 
 export interface CompareResult {
@@ -66,19 +81,19 @@ export function slots(): Slot[] {
 }
 
 /** The server of `slot` (raw node:http takes no Nest adapter: its argument is unused). */
-export function startServer(slot: Slot, options?: { callgrindOut?: string }): Promise<ServerProcess> {
+export function startServer(slot: Slot, options?: StartOptions): Promise<ServerProcess> {
   return ServerProcess.start(slot.kind, slot.adapter === 'node:http' ? 'express' : slot.adapter, options);
 }
 
 async function measure(load: LoadProcess, slot: Slot): Promise<Omit<RoundSample, 'round' | 'ratio' | 'cpuRatio'>> {
-  const server = await startServer(slot);
+  const server = await startServer(slot, { clientTimes: true });
   try {
     const url = `http://127.0.0.1:${server.port}/`;
     const rate = config.rate || undefined;
     if (config.warmup > 0) await load.run({ url, connections: config.connections, duration: config.warmup, rate });
     await server.begin();
     const result: LoadResult = await load.run({ url, connections: config.connections, duration: config.duration, rate });
-    const { cpuUs, cpuUserUs } = await server.end();
+    const { cpuUs, cpuUserUs, hold, query } = await server.end();
     return {
       reqPerSec: result.reqPerSec,
       p50: result.p50,
@@ -89,10 +104,19 @@ async function measure(load: LoadProcess, slot: Slot): Promise<Omit<RoundSample,
       timeouts: result.timeouts,
       cpuUsPerReq: result.requests ? cpuUs / result.requests : NaN,
       cpuUserUsPerReq: result.requests ? cpuUserUs / result.requests : NaN,
+      hold,
+      query,
     };
   } finally {
     await server.stop();
   }
+}
+
+const ms = (n: number | null | undefined): string => (n == null ? 'n/a' : n.toFixed(2));
+
+function medianOrNull(values: Array<number | null | undefined>): number | null {
+  const known = values.filter((v): v is number => v != null);
+  return known.length ? median(known) : null;
 }
 
 export async function runCompare(log: (line: string) => void): Promise<CompareResult> {
@@ -112,8 +136,9 @@ export async function runCompare(log: (line: string) => void): Promise<CompareRe
         const sample = await measure(load, slot);
         thisRound.set(key(slot), sample);
         log(
-          `  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(20)} ${sample.reqPerSec.toFixed(0).padStart(7)} req/s  ` +
-            `p50 ${sample.p50} ms  p99 ${sample.p99} ms  cpu ${sample.cpuUsPerReq.toFixed(0)} µs/req (user ${sample.cpuUserUsPerReq.toFixed(0)})` +
+          `  ${slot.adapter.padEnd(9)} ${slot.id.padEnd(24)} ${sample.reqPerSec.toFixed(0).padStart(7)} req/s  ` +
+            `p50 ${sample.p50} ms  p99 ${sample.p99} ms  cpu ${sample.cpuUsPerReq.toFixed(0)} µs/req (user ${sample.cpuUserUsPerReq.toFixed(0)})  ` +
+            `client held p50/p99 ${ms(sample.hold?.p50)}/${ms(sample.hold?.p99)} ms, query ${ms(sample.query?.p50)}/${ms(sample.query?.p99)} ms` +
             (sample.non2xx || sample.errors || sample.timeouts ? `  non2xx ${sample.non2xx} errors ${sample.errors} timeouts ${sample.timeouts}` : ''),
         );
       }
@@ -155,10 +180,19 @@ export async function runCompare(log: (line: string) => void): Promise<CompareRe
       },
       min: min(rps),
       max: max(rps),
+      clientTimes: {
+        holdP50: medianOrNull(s.map((x) => x.hold?.p50)),
+        holdP99: medianOrNull(s.map((x) => x.hold?.p99)),
+        queryP50: medianOrNull(s.map((x) => x.query?.p50)),
+        queryP99: medianOrNull(s.map((x) => x.query?.p99)),
+        heldMsPerReq: medianOrNull(s.map((x) => (x.hold && x.requests ? x.hold.totalMs / x.requests : null))),
+        queryMsPerReq: medianOrNull(s.map((x) => (x.query && x.requests ? x.query.totalMs / x.requests : null))),
+      },
     };
   });
   return {
     settings: {
+      handler: config.handler,
       rounds: config.rounds,
       durationS: config.duration,
       warmupS: config.warmup,

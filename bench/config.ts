@@ -18,6 +18,20 @@ function list(name: string, fallback: string[]): string[] {
   return raw ? raw.split(',').map((s) => s.trim()).filter(Boolean) : fallback;
 }
 
+function oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new Error(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+/** What the route of every contender does (BENCH_HANDLER), as the results describe it. */
+export const HANDLERS = {
+  'one-query': 'one SELECT 1',
+  'two-queries-5ms': 'SELECT 1, 5 ms of other work, SELECT 1',
+} as const;
+export type Handler = keyof typeof HANDLERS;
+
 export const config = {
   /** Which parts to run: compare, micro, soak; instructions when asked for. */
   parts: list('BENCH_PARTS', ['compare', 'micro', 'soak']),
@@ -39,6 +53,12 @@ export const config = {
   poolSize: num('BENCH_POOL_SIZE', 10),
   /** Clients of `pgbench -S`: the database clients the pooled contenders have. */
   pgbenchClients: num('PGBENCH_CLIENTS', num('BENCH_POOL_SIZE', 10)),
+  /**
+   * The route's work: `one-query`, or `two-queries-5ms`, a query, then 5 ms
+   * away from the database (a timer standing for an HTTP call), then a second
+   * query, which shows how long each contender keeps its client meanwhile.
+   */
+  handler: oneOf('BENCH_HANDLER', Object.keys(HANDLERS) as Handler[], 'one-query'),
   /** Subset of contenders (ids), and of adapters. */
   contenders: list('BENCH_CONTENDERS', []),
   adapters: list('BENCH_ADAPTERS', ['express', 'fastify']),

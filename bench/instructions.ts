@@ -103,7 +103,7 @@ export async function runInstructions(log: (line: string) => void): Promise<Inst
     row.ratio = base && row.adapter !== 'node:http' ? row.instructionsPerRequest / base.instructionsPerRequest : null;
   }
   return {
-    settings: { rounds: config.instructionsRounds, warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, countedConnections: config.instructionsConnections, poolSize: config.poolSize },
+    settings: { handler: config.handler, rounds: config.instructionsRounds, warmupRequests: config.instructionsWarmup, requests: config.instructionsRequests, connections: config.connections, countedConnections: config.instructionsConnections, poolSize: config.poolSize },
     rows,
   };
 }

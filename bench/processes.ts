@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { config } from './config.js';
-import type { FromServer, LoadRequest, LoadResult, ServerStats, ToServer } from './protocol.js';
+import { CLIENT_TIMES_FLAG, type ClientTimes, type FromServer, type LoadRequest, type LoadResult, type ServerStats, type ToServer } from './protocol.js';
 
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
 
@@ -28,6 +28,13 @@ function nextMessage<T extends { type?: string }>(child: ChildProcess, accept: (
   });
 }
 
+export interface StartOptions {
+  /** Run under valgrind's callgrind, its output to this file (see `ServerProcess.start`). */
+  callgrindOut?: string;
+  /** Record the server's client hold and query times over each measured window (see client-times.ts). */
+  clientTimes?: boolean;
+}
+
 /** A server process under test (bench/server.ts). */
 export class ServerProcess {
   private constructor(
@@ -46,13 +53,13 @@ export class ServerProcess {
    * node about 5 times slower, counting about 50 times). Each dump asked for by
    * `callgrind_control -d` goes to `<callgrindOut>.<n>`.
    */
-  static async start(kind: string, adapter: string, options: { callgrindOut?: string } = {}): Promise<ServerProcess> {
+  static async start(kind: string, adapter: string, options: StartOptions = {}): Promise<ServerProcess> {
     // The server profiles its measured window itself (node:inspector) when asked.
     if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
     const underCallgrind = options.callgrindOut
       ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, config.node] }
       : { execPath: config.node };
-    const child = fork(here('./server.js'), [kind, adapter], { ...underCallgrind, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(here('./server.js'), [kind, adapter, ...(options.clientTimes ? [CLIENT_TIMES_FLAG] : [])], { ...underCallgrind, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const startMs = options.callgrindOut ? 600_000 : 30_000;
     const ready = await nextMessage<Extract<FromServer, { type: 'ready' }>>(child, (m) => m.type === 'ready', startMs, `${kind}/${adapter} to start`);
     return new ServerProcess(child, ready.port);
@@ -68,9 +75,9 @@ export class ServerProcess {
     await this.request({ type: 'begin' }, 'begun');
   }
 
-  async end(): Promise<{ cpuUs: number; cpuUserUs: number; elapsedMs: number }> {
+  async end(): Promise<{ cpuUs: number; cpuUserUs: number; elapsedMs: number } & ClientTimes> {
     const ended = await this.request<Extract<FromServer, { type: 'ended' }>>({ type: 'end' }, 'ended');
-    return { cpuUs: ended.cpuUserUs + ended.cpuSystemUs, cpuUserUs: ended.cpuUserUs, elapsedMs: ended.elapsedMs };
+    return { cpuUs: ended.cpuUserUs + ended.cpuSystemUs, cpuUserUs: ended.cpuUserUs, elapsedMs: ended.elapsedMs, hold: ended.hold, query: ended.query };
   }
 
   async stats(gc = false): Promise<ServerStats> {

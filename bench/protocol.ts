@@ -11,10 +11,27 @@ export interface ServerStats {
   leased: number | null;
 }
 
+/** Durations recorded over the measured window, in ms (quantiles null when there were none). */
+export interface Durations {
+  count: number;
+  totalMs: number;
+  p50: number | null;
+  p99: number | null;
+}
+
+/** How long the server's pool lent its clients out (null without a pool), and how long its queries took; both null unless recorded. */
+export interface ClientTimes {
+  hold: Durations | null;
+  query: Durations | null;
+}
+
+/** The server's argument that turns the recording of client times on. */
+export const CLIENT_TIMES_FLAG = '--client-times';
+
 export type FromServer =
   | { type: 'ready'; port: number }
   | { type: 'begun' }
-  | { type: 'ended'; cpuUserUs: number; cpuSystemUs: number; elapsedMs: number }
+  | ({ type: 'ended'; cpuUserUs: number; cpuSystemUs: number; elapsedMs: number } & ClientTimes)
   | ({ type: 'stats' } & ServerStats)
   | { type: 'error'; message: string };
 

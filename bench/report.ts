@@ -1,4 +1,5 @@
 import type { CompareResult, CompareRow } from './compare.js';
+import { HANDLERS, type Handler } from './config.js';
 import type { InstructionsResult } from './instructions.js';
 import type { MicroResult } from './micro.js';
 import { mb, type SoakResult } from './soak.js';
@@ -62,7 +63,7 @@ const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a';
 const ratio = (n: number | null): string => (n === null || !Number.isFinite(n) ? '—' : `${n.toFixed(2)}×`);
 
-const ORDER = ['pg-pool-module', 'singleton-pool', 'request-scope', 'typeorm', 'nestjs-cls', 'connect-per-request', 'raw'];
+const ORDER = ['pg-pool-module', 'pg-pool-module-per-query', 'singleton-pool', 'request-scope', 'typeorm', 'nestjs-cls', 'connect-per-request', 'raw'];
 const NUMBER: Record<string, string> = {
   'pg-pool-module': '(1)',
   'singleton-pool': '(2)',
@@ -101,6 +102,33 @@ export function compareTable(compare: CompareResult): string {
     lines.push(`| server only | \`pgbench -S -c ${p.clients}\` | ${fmt(p.medianTps)} tps | ${fmt(p.min)}–${fmt(p.max)} | | | | | |`);
   }
   return lines.join('\n');
+}
+
+const msOrNa = (n: number | null): string => (n === null ? 'n/a' : fmt(n, 2));
+
+/** How long each contender's pool lent its clients out, against how long their queries took. */
+export function clientTimesTable(compare: CompareResult): string {
+  const lines = [
+    "Clients lent out by the pool (its 'acquire' to 'release' events) against queries (sent to the server's ReadyForQuery), " +
+      'in ms, medians over rounds; per request: summed over the window, divided by the answered requests.',
+    '',
+    '| adapter | contender | held p50 | held p99 | query p50 | query p99 | held per request | querying per request |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const row of [...compare.rows].sort(byAdapterThenOrder)) {
+    const t = row.clientTimes;
+    lines.push(
+      `| ${row.adapter} | ${contenderName(row)} | ${msOrNa(t.holdP50)} | ${msOrNa(t.holdP99)} | ${msOrNa(t.queryP50)} | ${msOrNa(t.queryP99)} | ` +
+        `${msOrNa(t.heldMsPerReq)} | ${msOrNa(t.queryMsPerReq)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** The handler shape in a part's settings; results from before BENCH_HANDLER ran one-query. */
+function handlerIn(settings: Record<string, unknown> | undefined): Handler {
+  const handler = settings?.handler;
+  return typeof handler === 'string' && handler in HANDLERS ? (handler as Handler) : 'one-query';
 }
 
 export function microTable(micro: MicroResult): string {
@@ -146,7 +174,14 @@ export function instructionsTable(instructions: InstructionsResult): string {
 
 export function markdown(results: BenchResults): string {
   const parts: string[] = [];
+  const instructionsSettings = results.instructions && 'settings' in results.instructions ? results.instructions.settings : undefined;
+  if (results.compare || instructionsSettings) {
+    const handler = handlerIn(results.compare?.settings ?? instructionsSettings);
+    parts.push(`Handler \`${handler}\` (\`BENCH_HANDLER\`): every contender's \`GET /\` runs ${HANDLERS[handler]}.`);
+  }
   if (results.compare) parts.push(compareTable(results.compare));
+  // Results from before the client times have none to show.
+  if (results.compare?.rows.some((row) => row.clientTimes)) parts.push(clientTimesTable(results.compare));
   if (results.micro) parts.push(microTable(results.micro));
   if (results.soak) parts.push(soakTable(results.soak));
   if (results.instructions) parts.push(instructionsTable(results.instructions));
@@ -218,7 +253,7 @@ export function chartSvg(compare: CompareResult, subtitle: string): string {
   .whisker { stroke: #212121; stroke-width: 1.2; }
 </style>
 <rect width="100%" height="100%" fill="#ffffff"/>
-<text x="16" y="24" class="title">GET / with one SELECT 1 per request: median req/s over interleaved rounds (whiskers: min–max)</text>
+<text x="16" y="24" class="title">GET / with ${esc(HANDLERS[handlerIn(compare.settings)])} per request: median req/s over interleaved rounds (whiskers: min–max)</text>
 <text x="16" y="42" class="sub">${esc(subtitle)}</text>
 ${ticks.join('\n')}
 ${body.join('\n')}

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { ConsoleLogger, type INestApplication } from '@nestjs/common';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -8,19 +8,22 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pg from 'pg';
+import { DataSource } from 'typeorm';
 import { getPoolToken } from '../lib/index.js';
 import type { Datasource } from '../lib/datasource/datasource.js';
 import { getDatasourceToken } from '../lib/pool.utils.js';
 import { configFromEnv } from '../sample-app/config.js';
+import { ClientTimesRecorder } from './client-times.js';
 import { config, databaseUrl, dbConfig, SQL } from './config.js';
-import { createApp, PG_POOL, type AdapterName } from './contenders/common.js';
-import { contender } from './contenders/index.js';
-import type { FromServer, ToServer } from './protocol.js';
+import { aroundOtherWork, createApp, PG_POOL, type AdapterName } from './contenders/common.js';
+import { contender, type Contender } from './contenders/index.js';
+import { CLIENT_TIMES_FLAG, type FromServer, type ToServer } from './protocol.js';
 
 /**
- * One server under load, in a process of its own: `node server.js <kind> <adapter>`,
+ * One server under load, in a process of its own: `node server.js <kind> <adapter> [--client-times]`,
  * where kind is a contender id, `raw` (node:http + pg.Pool) or `sample-app`.
- * Tells the orchestrator its port, and reports CPU time and memory over IPC.
+ * Tells the orchestrator its port, and reports CPU time, its pool's client hold
+ * times and memory over IPC.
  */
 interface Running {
   port: number;
@@ -33,19 +36,20 @@ const send = (message: FromServer): void => void process.send?.(message);
 
 async function startRaw(): Promise<Running> {
   const pool = new pg.Pool({ ...dbConfig(), max: config.poolSize });
+  const answer = (res: ServerResponse, rows: unknown): void => {
+    const body = JSON.stringify(rows);
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  const selectOne = async (): Promise<unknown> => (await pool.query(SQL)).rows[0];
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url !== '/') {
       res.writeHead(404).end();
       return;
     }
-    pool.query(SQL).then(
-      (result) => {
-        const body = JSON.stringify(result.rows[0]);
-        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-      },
-      () => res.writeHead(500).end(),
-    );
+    const fail = (): void => void res.writeHead(500).end();
+    if (config.handler === 'one-query') pool.query(SQL).then((result) => answer(res, result.rows[0]), fail);
+    else aroundOtherWork(selectOne).then((rows) => answer(res, rows), fail);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -60,17 +64,30 @@ async function startRaw(): Promise<Running> {
   };
 }
 
-async function startNest(app: INestApplication, kind: string): Promise<Running> {
+/** The pool of `app`, found where its contender says it is. */
+function poolOf(app: INestApplication, where: Contender['pool']): pg.Pool | undefined {
+  // app.get() of a missing token logs an error: ask only for what this contender has.
+  switch (where) {
+    case 'module':
+      return app.get<pg.Pool>(getPoolToken());
+    case 'provider':
+      return app.get<pg.Pool>(PG_POOL);
+    case 'typeorm':
+      // TypeORM's Postgres driver keeps its pg.Pool as `master`.
+      return (app.get(DataSource).driver as unknown as { master: pg.Pool }).master;
+    default:
+      return undefined;
+  }
+}
+
+async function startNest(app: INestApplication, pool: Contender['pool']): Promise<Running> {
   app.enableShutdownHooks();
   await app.listen(0, '127.0.0.1');
   const server = app.getHttpServer() as Server;
-  // app.get() of a missing token logs an error: ask only for what this kind has.
-  const ownPool = kind === 'pg-pool-module' || kind === 'sample-app';
-  const handWrittenPool = kind === 'singleton-pool' || kind === 'request-scope' || kind === 'nestjs-cls';
   return {
     port: (server.address() as AddressInfo).port,
-    pool: ownPool ? app.get<pg.Pool>(getPoolToken()) : handWrittenPool ? app.get<pg.Pool>(PG_POOL) : undefined,
-    datasource: ownPool ? app.get<Datasource>(getDatasourceToken()) : undefined,
+    pool: poolOf(app, pool),
+    datasource: pool === 'module' ? app.get<Datasource>(getDatasourceToken()) : undefined,
     close: async () => {
       server.closeAllConnections?.();
       await app.close();
@@ -85,14 +102,18 @@ async function start(kind: string, adapter: AdapterName): Promise<Running> {
     const { AppModule } = await import('../sample-app/app.module.js');
     const { resolveDatabases } = await import('../sample-app/databases/sample-databases.js');
     const databases = await resolveDatabases(configFromEnv({ DATABASE_URL: databaseUrl() }), new ConsoleLogger({ logLevels: ['warn', 'error'] }));
-    return startNest(await createApp(AppModule.forRoot(databases), adapter), kind);
+    return startNest(await createApp(AppModule.forRoot(databases), adapter), 'module');
   }
-  return startNest(await createApp(contender(kind).module(), adapter), kind);
+  const chosen = contender(kind);
+  return startNest(await createApp(chosen.module(), adapter), chosen.pool);
 }
 
 async function main(): Promise<void> {
-  const [kind = 'pg-pool-module', adapter = 'express'] = process.argv.slice(2);
+  const [kind = 'pg-pool-module', adapter = 'express', ...flags] = process.argv.slice(2);
+  // Only where a measured window reads them: not under callgrind, whose counts would include them.
+  const clientTimes = flags.includes(CLIENT_TIMES_FLAG) ? new ClientTimesRecorder() : undefined;
   const running = await start(kind, adapter as AdapterName);
+  if (running.pool) clientTimes?.watch(running.pool);
   let cpuStart = process.cpuUsage();
   let timeStart = process.hrtime.bigint();
   const gc = exposeGc();
@@ -102,6 +123,7 @@ async function main(): Promise<void> {
     switch (message.type) {
       case 'begin':
         profiler?.start();
+        clientTimes?.reset();
         cpuStart = process.cpuUsage();
         timeStart = process.hrtime.bigint();
         send({ type: 'begun' });
@@ -110,7 +132,7 @@ async function main(): Promise<void> {
         const cpu = process.cpuUsage(cpuStart);
         const elapsedMs = Number(process.hrtime.bigint() - timeStart) / 1e6;
         profiler?.stop(`${kind}-${adapter}-${Date.now()}.cpuprofile`);
-        send({ type: 'ended', cpuUserUs: cpu.user, cpuSystemUs: cpu.system, elapsedMs });
+        send({ type: 'ended', cpuUserUs: cpu.user, cpuSystemUs: cpu.system, elapsedMs, ...(clientTimes?.snapshot() ?? { hold: null, query: null }) });
         break;
       }
       case 'stats': {

@@ -57,12 +57,13 @@ export function experiments(singletonProviders: () => DynamicModule['providers']
     };
   };
   return [
-    { id: 'x-noop-interceptor', label: '(2) + pass-through interceptor', module: () => build([{ provide: APP_INTERCEPTOR, useClass: NoopInterceptor }], false) },
-    { id: 'x-als-interceptor', label: '(2) + ALS opened in an interceptor', module: () => build([{ provide: APP_INTERCEPTOR, useClass: AlsInterceptor }], false) },
-    { id: 'x-als-middleware', label: '(2) + ALS opened in a middleware', module: () => build([], true) },
+    { id: 'x-noop-interceptor', label: '(2) + pass-through interceptor', pool: 'provider', module: () => build([{ provide: APP_INTERCEPTOR, useClass: NoopInterceptor }], false) },
+    { id: 'x-als-interceptor', label: '(2) + ALS opened in an interceptor', pool: 'provider', module: () => build([{ provide: APP_INTERCEPTOR, useClass: AlsInterceptor }], false) },
+    { id: 'x-als-middleware', label: '(2) + ALS opened in a middleware', pool: 'provider', module: () => build([], true) },
     {
       id: 'x-als-middleware-noop-interceptor',
       label: '(2) + ALS middleware + pass-through interceptor',
+      pool: 'provider',
       module: () => build([{ provide: APP_INTERCEPTOR, useClass: NoopInterceptor }], true),
     },
   ];

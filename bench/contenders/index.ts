@@ -20,7 +20,7 @@ import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModu
 import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
-import { BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
+import { aroundOtherWork, BenchController, PG_POOL, QUERY_SERVICE, type QueryService } from './common.js';
 import { experiments } from './experiments.js';
 
 export interface Contender {
@@ -28,6 +28,12 @@ export interface Contender {
   label: string;
   /** The root module of this contender's app. */
   module(): DynamicModule;
+  /**
+   * Where the server finds the `pg.Pool` whose client hold times it records:
+   * the module's, the hand-written `PG_POOL` provider's, TypeORM's; absent
+   * for a contender without a pool.
+   */
+  pool?: 'module' | 'provider' | 'typeorm';
 }
 
 function poolConfig(): pg.PoolConfig {
@@ -58,6 +64,9 @@ class PgPoolModuleService implements QueryService {
   async selectOne(): Promise<unknown> {
     return (await this.connection.query(SQL)).rows[0];
   }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
 }
 
 // Ablation: the scoped connection in a scope of its own that ends with the query.
@@ -66,6 +75,9 @@ class InnerScopeService implements QueryService {
   constructor(@InjectConnection() private readonly connection: PoolConnection) {}
   async selectOne(): Promise<unknown> {
     return (await ConnectionScope.run(() => this.connection.query(SQL))).rows[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
   }
 }
 
@@ -88,6 +100,9 @@ class ModulePoolService implements QueryService {
   async selectOne(): Promise<unknown> {
     return (await this.pool.query(SQL)).rows[0];
   }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
 }
 
 // (2) singleton pg.Pool, pool.query per query: the floor.
@@ -96,6 +111,9 @@ class SingletonPoolService implements QueryService {
   constructor(@Inject(PG_POOL) private readonly pool: pg.Pool) {}
   async selectOne(): Promise<unknown> {
     return (await this.pool.query(SQL)).rows[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
   }
 }
 
@@ -136,6 +154,9 @@ class RequestScopedService implements QueryService {
   async selectOne(): Promise<unknown> {
     return (await this.client.query(SQL)).rows[0];
   }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
 }
 
 // (4) @nestjs/typeorm: DataSource.query.
@@ -144,6 +165,9 @@ class TypeOrmService implements QueryService {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
   async selectOne(): Promise<unknown> {
     return ((await this.dataSource.query(SQL)) as unknown[])[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
   }
 }
 
@@ -173,16 +197,25 @@ class ClsClientService implements QueryService {
     const client = await this.cls.get<ClsClientHolder>(CLS_CLIENT).get();
     return (await client.query(SQL)).rows[0];
   }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
 }
 
-// (6) no pool: a new connection per request.
+// (6) no pool: a new connection per request, kept for both queries of two-queries-5ms.
 @Injectable()
 class ConnectPerRequestService implements QueryService {
-  async selectOne(): Promise<unknown> {
+  selectOne(): Promise<unknown> {
+    return this.connected(async (client) => (await client.query(SQL)).rows[0]);
+  }
+  selectTwice(): Promise<unknown> {
+    return this.connected((client) => aroundOtherWork(async () => (await client.query(SQL)).rows[0]));
+  }
+  private async connected<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
     const client = new pg.Client(dbConfig());
     await client.connect();
     try {
-      return (await client.query(SQL)).rows[0];
+      return await work(client);
     } finally {
       await client.end();
     }
@@ -193,17 +226,20 @@ export const CONTENDERS: Contender[] = [
   {
     id: 'pg-pool-module',
     label: 'nestjs-pg-pool @InjectConnection',
+    pool: 'module',
     module: () =>
       app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
   },
   {
     id: 'singleton-pool',
     label: 'singleton pg.Pool provider',
+    pool: 'provider',
     module: () => app([poolProvider, PoolEnder, { provide: QUERY_SERVICE, useClass: SingletonPoolService }]),
   },
   {
     id: 'request-scope',
     label: 'REQUEST-scoped client + interceptor',
+    pool: 'provider',
     module: () =>
       app([
         poolProvider,
@@ -216,6 +252,7 @@ export const CONTENDERS: Contender[] = [
   {
     id: 'typeorm',
     label: '@nestjs/typeorm DataSource.query',
+    pool: 'typeorm',
     module: () => {
       const c = dbConfig();
       return app(
@@ -241,6 +278,7 @@ export const CONTENDERS: Contender[] = [
   {
     id: 'nestjs-cls',
     label: 'nestjs-cls per-request client',
+    pool: 'provider',
     module: () => {
       const pool = new pg.Pool(poolConfig());
       return app(
@@ -268,17 +306,26 @@ export const CONTENDERS: Contender[] = [
   },
 ];
 
-/** Ablations of (2), run only when named in BENCH_CONTENDERS. */
+/** Variants and ablations of (1) and (2), run only when named in BENCH_CONTENDERS. */
 export const EXPERIMENTS: Contender[] = [
+  {
+    id: 'pg-pool-module-per-query',
+    label: "(1) with clientHold: 'query'",
+    pool: 'module',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0, clientHold: 'query' })]),
+  },
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {
     id: 'x-inner-scope',
     label: '(1) in a scope that ends with the query',
+    pool: 'module',
     module: () => app([{ provide: QUERY_SERVICE, useClass: InnerScopeService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
   },
   {
     id: 'x-held-to-close',
     label: '(1) holding its client until the response closes',
+    pool: 'module',
     module: () =>
       app(
         [{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }, HoldUntilResponseCloses],
@@ -288,6 +335,7 @@ export const EXPERIMENTS: Contender[] = [
   {
     id: 'x-otel-no-sdk',
     label: '(1) with nestjs-pg-pool/otel imported, no OpenTelemetry SDK registered',
+    pool: 'module',
     module: () =>
       app(
         [{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }],
@@ -297,12 +345,13 @@ export const EXPERIMENTS: Contender[] = [
   {
     id: 'x-module-pool-query',
     label: '(2) through the module: its pool.query, its request scope',
+    pool: 'module',
     module: () => app([{ provide: QUERY_SERVICE, useClass: ModulePoolService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
   },
 ];
 
 export function contender(id: string): Contender {
   const found = [...CONTENDERS, ...EXPERIMENTS].find((c) => c.id === id);
-  if (!found) throw new Error(`unknown contender "${id}" (known: ${CONTENDERS.map((c) => c.id).join(', ')})`);
+  if (!found) throw new Error(`unknown contender "${id}" (known: ${[...CONTENDERS, ...EXPERIMENTS].map((c) => c.id).join(', ')})`);
   return found;
 }
