@@ -1,5 +1,5 @@
 import type { QueryResult, QueryResultRow } from 'pg';
-import { currentContext, runInContext, type RequestContext } from '../context/request-context.js';
+import { currentContext, runInContext } from '../context/request-context.js';
 import { ConnectionScopeClosedError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
 import { quietly, withCallerStack, type ConnectionLease } from './connection-lease.js';
 import { noteLateQuery } from './late-query.js';
@@ -106,8 +106,8 @@ class LeaseSlot implements LeaseRecipient {
  * after each query unless something pins them (`clientHold: 'query'`, and
  * long-lived answers: see holdPerQuery()).
  */
-export class ConnectionScope implements RequestContext {
-  /** A scope is its own context (see RequestContext). */
+export class ConnectionScope {
+  /** @internal A scope is its own context (see RequestContext): the one of its code outside transactions. */
   readonly scope: ConnectionScope = this;
   // Most scopes use one datasource: its slot sits in a field, the others (if any) in a Map made on demand.
   private first: LeaseSlot | undefined = undefined;

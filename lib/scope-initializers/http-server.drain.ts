@@ -43,7 +43,8 @@ export class HttpServerDrain {
   /** Requests accepted whose response has not closed yet. */
   private inFlight = 0;
   private draining = false;
-  private drained: (() => void) | undefined;
+  /** Ends drain()'s wait, while it waits. */
+  private endWait: (() => void) | undefined;
 
   private constructor(private readonly server: DrainableServer) {
     const drain = this;
@@ -81,11 +82,11 @@ export class HttpServerDrain {
     if (this.inFlight === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
-      this.drained = resolve;
+      this.endWait = resolve;
       timer = setTimeout(resolve, Math.max(0, drainUntil - performance.now()));
     });
     clearTimeout(timer);
-    this.drained = undefined;
+    this.endWait = undefined;
   }
 
   /** Nest is handing an answer to the adapter (`response`: Node's, or Fastify's reply): during the drain it closes its connection. */
@@ -98,7 +99,7 @@ export class HttpServerDrain {
   /** An answer ended during the drain: its connection, idle now, is closed before another request comes on it. */
   private ended(): void {
     this.server.closeIdleConnections?.();
-    if (this.inFlight === 0) this.drained?.();
+    if (this.inFlight === 0) this.endWait?.();
   }
 }
 
