@@ -1,12 +1,11 @@
-import { Global, Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { Global, Module, type NestModule } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
-import { handBackOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
+import { releaseOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { addHandlerInterceptors } from './scope-initializers/connection-scope.handler-interceptors.js';
-import { scopeHttpRequests } from './scope-initializers/connection-scope.http-server.js';
+import { scopeRequests } from './scope-initializers/connection-scope.request-hook.js';
 import { HttpServerDrain } from './scope-initializers/http-server.drain.js';
-import { scopePlatformRequests } from './scope-initializers/platform-scoping.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
 /**
@@ -39,14 +38,13 @@ export class PoolCoreModule implements NestModule {
 
   // Nest calls configure() in HTTP applications only, before it mounts any
   // module's middleware and registers the routes.
-  configure(consumer: MiddlewareConsumer): void {
+  configure(): void {
     const adapter = this.adapterHost.httpAdapter;
     if (!adapter) return;
     // At shutdown the server stops accepting and its requests finish before the pools close.
     const drain = HttpServerDrain.watch(adapter.getHttpServer());
     if (drain) this.registry.drainFirst((drainUntil) => drain.drain(drainUntil));
-    if (!scopePlatformRequests(adapter, consumer)) return;
-    scopeHttpRequests(adapter.getHttpServer());
-    handBackOnAnswer(adapter, drain);
+    if (!scopeRequests(adapter)) return;
+    releaseOnAnswer(adapter, drain);
   }
 }

@@ -82,7 +82,7 @@ class InnerScopeService implements QueryService {
 }
 
 // Ablation: the scoped connection as it was before requests handed their client back as their
-// answer goes to the adapter: held until the response closes. handBackOnAnswer() wraps the
+// answer goes to the adapter: held until the response closes. releaseOnAnswer() wraps the
 // adapter's methods on the instance, so deleting those wrappers brings back the prototype's.
 @Injectable()
 class HoldUntilResponseCloses implements OnApplicationBootstrap {

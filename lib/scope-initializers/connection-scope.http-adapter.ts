@@ -30,7 +30,7 @@ type Answer = (this: unknown, response: unknown, second: unknown, third: unknown
  * alone (clients then go back at 'close'); a test fails if answers stop
  * coming through them.
  */
-export function handBackOnAnswer(adapter: HttpServer, drain?: HttpServerDrain): void {
+export function releaseOnAnswer(adapter: HttpServer, drain?: HttpServerDrain): void {
   const methods = adapter as unknown as Record<(typeof ANSWERS)[number], Answer>;
   for (const name of ANSWERS) {
     const answer = methods[name];

@@ -11,7 +11,7 @@ import { HttpRequestScope, scopeOf } from './request-scope.js';
  * unsubscribed. The module puts it on microservice message handlers and
  * WebSocket gateway handlers (connection-scope.handler-interceptors.ts).
  * Express and Fastify requests are scoped before they reach Nest (see
- * platform-scoping.ts); on another HTTP platform, register it as a global
+ * connection-scope.request-hook.ts); on another HTTP platform, register it as a global
  * interceptor (`APP_INTERCEPTOR`): it then also closes the scope, cancelling
  * running queries, when the client hangs up before the response is sent.
  *

@@ -1,5 +1,3 @@
-import { leaveUnscoped } from './connection-scope.http-server.js';
-
 /** What HttpServerDrain needs of a response: Node's http, https and http2 (compatibility API) responses fit. */
 interface DrainedResponse {
   readonly headersSent: boolean;
@@ -54,14 +52,11 @@ export class HttpServerDrain {
       if (drain.draining) drain.ended();
     };
     // Runs before the platform's listener, so that a request arriving during the drain is marked before its handler answers.
-    server.prependListener(
-      'request',
-      leaveUnscoped((_request: unknown, response: DrainedResponse) => {
-        if (this.draining) closeAfter(response);
-        this.inFlight++;
-        response.on('close', closed);
-      }),
-    );
+    server.prependListener('request', (_request: unknown, response: DrainedResponse) => {
+      if (this.draining) closeAfter(response);
+      this.inFlight++;
+      response.on('close', closed);
+    });
   }
 
   /** Watches the requests of `server` from now on, if it is a Node HTTP server; else undefined. */
