@@ -1,7 +1,7 @@
 import pg, { type TransactionStatus } from 'pg';
 import { sendCancelRequest } from '../lib/connection/cancel-request.js';
 import { backendKeyOf, forgetDeallocatedStatements, whenReadyForQuery } from '../lib/connection/pg-client-state.js';
-import { serverConfig } from './support/database.js';
+import { serverConfig, waitForRunningQuery } from './support/database.js';
 
 // lib/connection/pg-client-state.ts reads what node-postgres keeps on a client
 // without a public API: processID, secretKey, readyForQuery, and on
@@ -33,13 +33,15 @@ describe('node-postgres internals the module reads', () => {
   afterEach(() => client.release(true));
 
   it('processID and secretKey: the backend key of the handshake, integers, and enough to cancel a query', async () => {
-    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const { rows } = await client.query<{ pid: number; database: string }>('SELECT pg_backend_pid() AS pid, current_database() AS database');
     expect(internals.processID).toBe(rows[0].pid);
     expect(Number.isInteger(internals.secretKey)).toBe(true);
     const key = backendKeyOf(client);
     expect(key).toEqual({ host: client.host, port: client.port, processID: rows[0].pid, secretKey: internals.secretKey });
 
     const cancelled = expect(client.query('SELECT pg_sleep(30)')).rejects.toMatchObject({ code: '57014' });
+    // A backend still reading the query would ignore the cancel.
+    await waitForRunningQuery(rows[0].database, rows[0].pid, 'pg_sleep(30)');
     await expect(sendCancelRequest(key!)).resolves.toBe(true);
     await cancelled;
   });
