@@ -15,8 +15,9 @@ companions=(@nestjs/platform-express @nestjs/platform-fastify @nestjs/platform-w
 # Each peer at the oldest release of its range (ranges are ^x.y.z); each companion at its oldest
 # release not older than @nestjs/core's floor, or its newest of that major when it has none (some are
 # not released with every minor). One registry look-up per package, for its list of versions.
+# A companion that is also a peer (an optional one) is installed once, as a companion.
 specs=()
-for name in $(node -p 'Object.keys(require("./package.json").peerDependencies).join(" ")') "${companions[@]}"; do
+for name in $(node -p 'Object.keys(require("./package.json").peerDependencies).filter((name) => !process.argv.slice(1).includes(name)).join(" ")' "${companions[@]}") "${companions[@]}"; do
   specs+=("$(npm view "$name" versions --json | node -e '
     const [name, companion] = process.argv.slice(1);
     const peers = require("./package.json").peerDependencies;

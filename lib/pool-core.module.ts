@@ -1,10 +1,11 @@
-import { Global, Module, type NestModule } from '@nestjs/common';
+import { Global, Inject, Module, type NestModule } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { DatasourceRegistry } from './datasource/datasource.registry.js';
 import { PoolStatsService } from './datasource/pool-stats.service.js';
 import { releaseOnAnswer } from './scope-initializers/connection-scope.http-adapter.js';
 import { addHandlerInterceptors } from './scope-initializers/connection-scope.handler-interceptors.js';
 import { scopeRequests } from './scope-initializers/connection-scope.request-hook.js';
+import { HANDLER_METADATA_KEYS, handlerMetadataKeys, type HandlerMetadataKeys } from './scope-initializers/handler-metadata-keys.js';
 import { HttpServerDrain } from './scope-initializers/http-server.drain.js';
 import { TransactionalExplorer } from './transaction/transactional.explorer.js';
 
@@ -22,6 +23,8 @@ import { TransactionalExplorer } from './transaction/transactional.explorer.js';
     DatasourceRegistry,
     PoolStatsService,
     TransactionalExplorer,
+    // Async, so the optional Nest packages can be imported before the constructor below runs.
+    { provide: HANDLER_METADATA_KEYS, useFactory: handlerMetadataKeys },
   ],
   exports: [DatasourceRegistry, PoolStatsService],
 })
@@ -31,9 +34,10 @@ export class PoolCoreModule implements NestModule {
     private readonly registry: DatasourceRegistry,
     discovery: DiscoveryService,
     scanner: MetadataScanner,
+    @Inject(HANDLER_METADATA_KEYS) handlerKeys: HandlerMetadataKeys,
   ) {
     // Here, as providers are created: before connectMicroservice() or the router build the handlers.
-    addHandlerInterceptors(discovery, scanner);
+    addHandlerInterceptors(discovery, scanner, handlerKeys);
   }
 
   // Nest calls configure() in HTTP applications only, before it mounts any

@@ -5,7 +5,7 @@ import { DatabaseError } from 'pg';
 import supertest from 'supertest';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import { describeFailure } from '../lib/health/describe-failure.js';
-import { getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolModule, PoolStatsService } from '../lib/index.js';
+import { getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolExhaustedError, PoolModule, PoolStatsService } from '../lib/index.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { holdClients } from './support/hold-client.js';
@@ -256,7 +256,8 @@ describe('describeFailure', () => {
   it.each<[string, unknown, string]>([
     ['authentication', withCode(`password authentication failed for user "app" (${SECRET})`, '28P01'), 'authentication failed'],
     ['a refused connection', withCode(`connect ECONNREFUSED 10.0.0.1:5432 ${SECRET}`, 'ECONNREFUSED'), 'connection refused'],
-    ['an exhausted pool', new Error('timeout exceeded when trying to connect'), 'pool exhausted'],
+    ['an exhausted pool', new PoolExhaustedError('default', 1000, { total: 2, idle: 0, waiting: 1, max: 2 }), 'pool exhausted'],
+    ['a lost connection', new Error('Connection terminated unexpectedly'), 'connection lost'],
     ['a shutdown', new PoolClosedError('default'), 'datasource shutting down'],
     ['another server error', Object.assign(new DatabaseError(SECRET, 0, 'error'), { code: '42501' }), 'database error 42501'],
     ['anything else', new Error(`postgres://app:${SECRET}@db/app is unreachable`), 'connection failed'],

@@ -1,22 +1,32 @@
 import type { DatabaseError, PoolClient } from 'pg';
 
 /**
- * node-postgres keeps these on every client without typing them: what a
- * cancel request needs, and whether a query awaits its ReadyForQuery.
+ * What node-postgres keeps on every client without a public API for it (pg
+ * 8.23 neither types nor documents these): what a cancel request needs,
+ * whether a query awaits its ReadyForQuery, and the cache of prepared
+ * statements. This file alone reads them, each checked before use, with a
+ * fallback when missing: no cancel request, no wait for ReadyForQuery, no
+ * cache to correct. test/pg-internals.spec.ts fails when one of them is
+ * missing or changes shape on a real client.
  */
 interface ClientInternals {
-  processID?: number | null;
+  processID?: unknown;
   /** A number under protocol 3.0; whatever a later node-postgres makes of a longer key otherwise. */
   secretKey?: unknown;
-  connectionParameters?: { host: string; port: number };
   /** False from sending a query until the server's ReadyForQuery for it. */
-  readyForQuery?: boolean;
+  readyForQuery?: unknown;
   connection?: {
     /** Names of the statements node-postgres has prepared on this connection, so it does not parse them again. */
-    parsedStatements?: Record<string, string>;
-    once?(event: 'readyForQuery', listener: () => void): unknown;
-    off?(event: 'readyForQuery', listener: () => void): unknown;
+    parsedStatements?: unknown;
+    once?: unknown;
+    off?: unknown;
   };
+}
+
+/** The connection's 'readyForQuery' events, if node-postgres still emits them there. */
+interface ReadyForQueryEvents {
+  once(event: 'readyForQuery', listener: () => void): unknown;
+  off(event: 'readyForQuery', listener: () => void): unknown;
 }
 
 /**
@@ -41,15 +51,19 @@ export function isInTransaction(client: PoolClient): boolean {
 export function whenReadyForQuery(client: PoolClient, then: () => void): void {
   const internals = client as unknown as ClientInternals;
   const connection = internals.connection;
-  if (internals.readyForQuery !== false || !connection?.once || !connection.off) return then();
+  if (internals.readyForQuery !== false || !hasReadyForQueryEvents(connection)) return then();
   const ready = (): void => {
-    connection.off?.('readyForQuery', ready);
+    connection.off('readyForQuery', ready);
     client.off('end', ready);
     then();
   };
   // Registered after node-postgres' own listener, which updates the status first.
   connection.once('readyForQuery', ready);
   client.once('end', ready);
+}
+
+function hasReadyForQueryEvents(connection: ClientInternals['connection']): connection is ReadyForQueryEvents {
+  return typeof connection?.once === 'function' && typeof connection.off === 'function';
 }
 
 export interface BackendKey {
@@ -61,18 +75,20 @@ export interface BackendKey {
 
 /**
  * What a CancelRequest for this client's backend needs, or undefined before
- * the handshake. node-postgres 8 speaks protocol 3.0, under which every
- * server, PostgreSQL 18 included, sends a 4-byte secret key; under protocol
- * 3.2 PostgreSQL 18 sends longer ones, which the 16-byte CancelRequest built
- * here cannot carry: such a key counts as none (no cancel is sent, and a
- * cancelled query's client then waits for the query to end).
+ * the handshake. The address is the client's public `host` and `port` (a
+ * Unix socket's directory for a host starting with '/'). node-postgres 8
+ * speaks protocol 3.0, under which every server, PostgreSQL 18 included,
+ * sends a 4-byte secret key; under protocol 3.2 PostgreSQL 18 sends longer
+ * ones, which the 16-byte CancelRequest built here cannot carry: such a key
+ * counts as none (no cancel is sent, and a cancelled query's client then
+ * waits for the query to end).
  */
 export function backendKeyOf(client: PoolClient): BackendKey | undefined {
-  const internals = client as unknown as ClientInternals;
-  const params = internals.connectionParameters;
-  const { processID, secretKey } = internals;
-  if (!params || typeof processID !== 'number' || !Number.isInteger(secretKey)) return undefined;
-  return { host: params.host, port: params.port, processID, secretKey: secretKey as number };
+  const { processID, secretKey } = client as unknown as ClientInternals;
+  const { host, port } = client;
+  if (typeof host !== 'string' || typeof port !== 'number') return undefined;
+  if (!Number.isInteger(processID) || !Number.isInteger(secretKey)) return undefined;
+  return { host, port, processID: processID as number, secretKey: secretKey as number };
 }
 
 // SQLSTATEs that come with the end of the session: class 08 (connection
@@ -97,8 +113,8 @@ export function endsSession(error: DatabaseError): boolean {
  */
 export async function forgetDeallocatedStatements(client: PoolClient): Promise<void> {
   const cache = (client as unknown as ClientInternals).connection?.parsedStatements;
-  if (!cache || Object.keys(cache).length === 0) return;
+  if (typeof cache !== 'object' || cache === null || Object.keys(cache).length === 0) return;
   const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_prepared_statements');
   const prepared = new Set(rows.map((row) => row.name));
-  for (const name of Object.keys(cache)) if (!prepared.has(name)) delete cache[name];
+  for (const name of Object.keys(cache)) if (!prepared.has(name)) delete (cache as Record<string, unknown>)[name];
 }

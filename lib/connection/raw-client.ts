@@ -1,12 +1,16 @@
 import type { PoolClient, QueryResult } from 'pg';
 import { ClientReleasedError, PoolError } from '../pool.errors.js';
 
-/** What a raw client tells the lease it belongs to. */
+/**
+ * What a raw client tells the lease it belongs to. Its methods are internal as
+ * the lease's are: the published declarations drop both, and ConnectionLease
+ * still implements the interface there.
+ */
 export interface RawClientOwner {
   readonly policy: { readonly name: string };
-  /** The application called `release()`: with `reason`, the connection must be closed rather than reused. */
+  /** @internal The application called `release()`: with `reason`, the connection must be closed rather than reused. */
   releaseFromApplication(reason: Error | undefined): void;
-  /** A query of the raw client ended with `result` (an array for several statements in one text). */
+  /** @internal A query of the raw client ended with `result` (an array for several statements in one text). */
   noteCommands(result: QueryResult | QueryResult[] | undefined, input: string | { text?: string } | undefined): void;
 }
 

@@ -29,10 +29,9 @@ import { timedClientClass } from './connect-time.js';
 import { describeTarget, redactSecrets } from './describe-target.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 
-// pg-pool's messages for an acquire that timed out: waiting in its queue, or
-// opening a new connection. Neither says whether the pool was busy.
-const QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
-const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
+// Node fires a timer up to 1 ms before its delay has passed as
+// performance.now() measures it (the event loop's clock counts whole ms).
+const TIMER_SLACK_MS = 1;
 
 // The startup check: proves a connection works and reads the server's budget.
 const CONNECTION_BUDGET_QUERY =
@@ -381,16 +380,25 @@ export class Datasource implements LeaseSource {
     return refusal;
   }
 
+  /**
+   * Reads what happened from the pool, not from pg-pool's messages: pg-pool
+   * gives up on a connection (waiting in its queue, or opening a new one)
+   * after `connectionTimeoutMillis`, with an error that has no `code`, where
+   * a failure of the server or the network comes with one. A timeout while
+   * every connection is open and lent out is an exhausted pool; any other is
+   * a server that did not answer in time. A pool ended meanwhile (also with
+   * `@InjectPool()`'s `end()`) is closed.
+   */
   private describeAcquireError(error: unknown, waited: number): PoolUnavailableError {
     if (this.closing) return new PoolClosedError(this.name);
-    const message = error instanceof Error ? error.message : '';
-    const timedOut = message === QUEUE_TIMEOUT || message === CONNECT_TIMEOUT;
+    const timeout = this.pool.options.connectionTimeoutMillis ?? 0;
+    const timedOut = timeout > 0 && waited >= timeout - TIMER_SLACK_MS && codeOf(error) === undefined;
     if (timedOut) this.stats.recordAcquireTimeout();
     else this.stats.recordError();
-    if (message === QUEUE_TIMEOUT && this.stats.connectedCount() - this.pool.idleCount >= this.max) {
+    if (this.pool.ending) return new PoolClosedError(this.name);
+    if (timedOut && this.stats.connectedCount() - this.pool.idleCount >= this.max) {
       return new PoolExhaustedError(this.name, waited, this.counts());
     }
-    if (message === 'Cannot use a pool after calling end on the pool') return new PoolClosedError(this.name);
     const reason = timedOut ? `no connection within ${waited} ms` : this.reasonOf(error);
     return new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error));
   }

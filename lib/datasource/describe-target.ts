@@ -1,18 +1,26 @@
-import { createRequire } from 'node:module';
-import type { PoolConfig } from 'pg';
+import pg, { type PoolConfig } from 'pg';
 
-// pg's own parser of connection options (env vars, connection strings,
-// defaults), so the target named in errors is the one pg really dials. It is
-// not re-exported by pg's ES module entry, hence require().
-const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (
-  config: PoolConfig,
-) => { user: string; host: string; port: number; database: string };
+/** The user and database are undefined where nothing names them and the process has no USER. */
+export interface ConnectionTarget {
+  user: string | undefined;
+  host: string;
+  port: number;
+  database: string | undefined;
+}
 
-/** Where a pool's configuration connects, as pg reads it; undefined for an unparsable connection string. */
-export function connectionTarget(config: PoolConfig): { user: string; host: string; port: number; database: string } | undefined {
+/**
+ * Where a pool's configuration connects, as pg reads it; undefined for an
+ * unparsable connection string. A pg.Client made (never connected) from the
+ * options that name the target resolves them as the pool's clients do (the
+ * connection string, the PG* variables, pg's defaults) and shows the outcome
+ * as its public `user`, `host`, `port` and `database`. Only those options are
+ * passed: a `stream` factory, say, must not run for this.
+ */
+export function connectionTarget(config: PoolConfig): ConnectionTarget | undefined {
+  const { user, host, port, database, connectionString } = config;
   try {
-    const { user, host, port, database } = new ConnectionParameters(config);
-    return { user, host, port, database };
+    const client = new pg.Client({ user, host, port, database, connectionString });
+    return { user: client.user, host: client.host, port: client.port, database: client.database };
   } catch {
     return undefined;
   }

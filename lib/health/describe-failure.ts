@@ -21,10 +21,10 @@ const REASON_BY_CODE: Readonly<Record<string, string>> = {
   '57014': 'query cancelled',
 };
 
-// pg and pg-pool report these without a code.
+// pg reports a connection lost during a query without a code. pg-pool's own
+// failures never get here: the datasource turns every failed acquire into a
+// PoolUnavailableError (see Datasource.describeAcquireError()).
 const REASON_BY_MESSAGE: Readonly<Record<string, string>> = {
-  'timeout exceeded when trying to connect': 'pool exhausted',
-  'Connection terminated due to connection timeout': 'connection timeout',
   'Connection terminated unexpectedly': 'connection lost',
 };
 

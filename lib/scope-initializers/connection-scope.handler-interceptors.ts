@@ -1,17 +1,9 @@
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
-import { INTERCEPTORS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import type { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { Observable } from 'rxjs';
 import { ConnectionScopeInterceptor } from './connection-scope.interceptor.js';
+import type { HandlerMetadataKeys } from './handler-metadata-keys.js';
 import { scopeOf } from './request-scope.js';
-
-// What @MessagePattern() and @EventPattern() put on a handler (@nestjs/microservices' PATTERN_METADATA),
-// @WebSocketGateway() on a class and @SubscribeMessage() on its handlers (@nestjs/websockets'
-// GATEWAY_METADATA and MESSAGE_MAPPING_METADATA). Those packages are optional here, so their values
-// stand here; the microservice and WebSocket tests fail if they change.
-const PATTERN_METADATA = 'microservices:pattern';
-const GATEWAY_METADATA = 'websockets:is_gateway';
-const MESSAGE_MAPPING_METADATA = 'websockets:message_mapping';
 
 /** Opens the scope of a message. */
 const MESSAGE_SCOPE = new ConnectionScopeInterceptor();
@@ -44,17 +36,19 @@ const STREAMED_ANSWER: NestInterceptor = {
  * The classes are shared by every application of the process: each handler
  * is decorated once, with interceptors that hold nothing of any one application.
  */
-export function addHandlerInterceptors(discovery: DiscoveryService, scanner: MetadataScanner): void {
+export function addHandlerInterceptors(discovery: DiscoveryService, scanner: MetadataScanner, keys: HandlerMetadataKeys): void {
   for (const prototype of prototypes(discovery.getControllers())) {
     for (const handler of handlers(scanner, prototype)) {
-      if (Reflect.hasMetadata(PATTERN_METADATA, handler)) prependInterceptor(handler, MESSAGE_SCOPE);
-      if (Reflect.hasMetadata(SSE_METADATA, handler)) prependInterceptor(handler, STREAMED_ANSWER);
+      if (keys.patterns.some((key) => Reflect.hasMetadata(key, handler))) prependInterceptor(keys, handler, MESSAGE_SCOPE);
+      if (Reflect.hasMetadata(keys.sse, handler)) prependInterceptor(keys, handler, STREAMED_ANSWER);
     }
   }
-  const gateways = discovery.getProviders().filter((wrapper) => wrapper.metatype && Reflect.getMetadata(GATEWAY_METADATA, wrapper.metatype) === true);
+  const { gateway, messageMapping } = keys;
+  if (gateway === undefined || messageMapping === undefined) return;
+  const gateways = discovery.getProviders().filter((wrapper) => wrapper.metatype && Reflect.getMetadata(gateway, wrapper.metatype) === true);
   for (const prototype of prototypes(gateways)) {
     for (const handler of handlers(scanner, prototype)) {
-      if (Reflect.hasMetadata(MESSAGE_MAPPING_METADATA, handler)) prependInterceptor(handler, MESSAGE_SCOPE);
+      if (Reflect.hasMetadata(messageMapping, handler)) prependInterceptor(keys, handler, MESSAGE_SCOPE);
     }
   }
 }
@@ -73,7 +67,7 @@ function* handlers(scanner: MetadataScanner, prototype: object): Generator<objec
   }
 }
 
-function prependInterceptor(handler: object, interceptor: NestInterceptor): void {
-  const interceptors = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
-  if (!interceptors.includes(interceptor)) Reflect.defineMetadata(INTERCEPTORS_METADATA, [interceptor, ...interceptors], handler);
+function prependInterceptor(keys: HandlerMetadataKeys, handler: object, interceptor: NestInterceptor): void {
+  const interceptors = (Reflect.getMetadata(keys.interceptors, handler) as unknown[] | undefined) ?? [];
+  if (!interceptors.includes(interceptor)) Reflect.defineMetadata(keys.interceptors, [interceptor, ...interceptors], handler);
 }
