@@ -343,6 +343,17 @@ export const EXPERIMENTS: Contender[] = [
       ),
   },
   {
+    id: 'x-singleton-acquire-timeout',
+    label: '(2) with the pool settings the module adds (connectionTimeoutMillis 10 s, keepAlive)',
+    pool: 'provider',
+    module: () =>
+      app([
+        { provide: PG_POOL, useFactory: () => new pg.Pool({ ...poolConfig(), connectionTimeoutMillis: 10_000, keepAlive: true }) },
+        PoolEnder,
+        { provide: QUERY_SERVICE, useClass: SingletonPoolService },
+      ]),
+  },
+  {
     id: 'x-module-pool-query',
     label: '(2) through the module: its pool.query, its request scope',
     pool: 'module',

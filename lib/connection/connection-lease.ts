@@ -96,7 +96,7 @@ export interface LeasePolicy {
 
 /**
  * One client checked out of a datasource's pool, and everything the module
- * must know to hand it back safely: whether a query is still running, whether
+ * must know to release it safely: whether a query is still running, whether
  * its connection broke, whether the server says a transaction is open.
  */
 export class ConnectionLease implements RawClientOwner {

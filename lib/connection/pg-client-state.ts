@@ -45,7 +45,7 @@ export function isInTransaction(client: PoolClient): boolean {
  * or the connection ended. node-postgres calls a failed query back on the
  * ErrorResponse, before the ReadyForQuery behind it, which may come in a later
  * read: until then the client's transaction status is the one from before
- * the query, and a client handed back then looks as if it were still inside
+ * the query, and a client released then looks as if it were still inside
  * (or outside) a transaction.
  */
 export function whenReadyForQuery(client: PoolClient, then: () => void): void {

@@ -120,7 +120,7 @@ export class Datasource implements LeaseSource {
     }
   }
 
-  /** Number of clients lent out by this module and not yet handed back. */
+  /** Number of clients lent out by this module and not yet released. */
   get leasedCount(): number {
     return this.leases.size;
   }

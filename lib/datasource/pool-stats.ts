@@ -45,7 +45,7 @@ export interface PoolStats {
   readonly min: number;
   /** Connections lent by the module (request scopes, `ConnectionScope.run`, queries outside a scope, health pings). */
   readonly acquired: number;
-  /** Connections handed back (or destroyed) after the module lent them. */
+  /** Connections released (or destroyed) after the module lent them. */
   readonly released: number;
   /** Connections the pool opened. */
   readonly created: number;
@@ -86,7 +86,7 @@ class DurationHistogram {
   }
 }
 
-/** Told of each new connection, checkout and hand-back as it happens, durations in milliseconds (see PoolStatsRecorder.observe()). */
+/** Told of each new connection, checkout and release as it happens, durations in milliseconds (see PoolStatsRecorder.observe()). */
 export interface PoolStatsObserver {
   connected(connectMilliseconds: number): void;
   acquired(waitMilliseconds: number): void;
@@ -95,7 +95,7 @@ export interface PoolStatsObserver {
 
 /**
  * The counters of one datasource. The datasource calls the `record*` methods
- * on every checkout and hand-back, so they only add numbers; reading them
+ * on every checkout and release, so they only add numbers; reading them
  * (`snapshot`) is where the copies are made.
  */
 export class PoolStatsRecorder {
@@ -122,7 +122,7 @@ export class PoolStatsRecorder {
     pool.on('remove', () => void this.destroyed++);
     // An idle connection that failed; the datasource logs it.
     pool.on('error', () => void this.errors++);
-    // A checked-out connection handed back broken: pg-pool closes it.
+    // A checked-out connection released broken: pg-pool closes it.
     pool.on('release', (error: Error | undefined) => void (error && this.errors++));
   }
 
@@ -138,7 +138,7 @@ export class PoolStatsRecorder {
     for (const observer of this.observers) observer.released(heldMilliseconds);
   }
 
-  /** Tells `observer` of every later checkout and hand-back, until the returned function is called. */
+  /** Tells `observer` of every later checkout and release, until the returned function is called. */
   observe(observer: PoolStatsObserver): () => void {
     this.observers.add(observer);
     return () => void this.observers.delete(observer);

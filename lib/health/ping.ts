@@ -3,9 +3,9 @@ import type { Datasource } from '../datasource/datasource.js';
 
 /**
  * Runs `SELECT 1` on a client of `datasource` and gives up the moment `signal`
- * aborts, holding nothing past it: a client still on its way is handed back as
+ * aborts, holding nothing past it: a client still on its way is released as
  * soon as it arrives, and a running query is cancelled on the server, its
- * client handed back when the server stops it.
+ * client released when the server stops it.
  */
 export async function ping(datasource: Datasource, signal: AbortSignal): Promise<void> {
   signal.throwIfAborted();

@@ -6,7 +6,7 @@ type Value = (stats: PoolStats) => number;
 /**
  * The pool metrics, named after HikariCP's (`hikaricp_connections`, …), with
  * a `datasource` label. `pg_pool_acquire_seconds_count` is the number of
- * connections lent, `pg_pool_usage_seconds_count` the number handed back.
+ * connections lent, `pg_pool_usage_seconds_count` the number released.
  */
 export function createPoolMetrics(readStats: () => PoolStats[]): ScrapedMetric[] {
   const perDatasource = (value: Value) => (): Sample[] =>

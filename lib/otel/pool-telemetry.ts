@@ -78,7 +78,7 @@ const DURATIONS: Record<keyof PoolStatsObserver, { name: string; description: st
  * Reports the pools of `registry`'s datasources and their replicas through `meter` under the
  * semantic conventions' names: gauges read from the pools at each
  * collection, and the create, wait and use histograms recorded as each
- * connection, checkout and hand-back happens. Returns the function that
+ * connection, checkout and release happens. Returns the function that
  * stops it.
  */
 export function reportPools(meter: Meter, registry: DatasourceRegistry): () => void {

@@ -178,7 +178,7 @@ export class OpenTransaction implements Transaction {
       await this.lease.query(savepoint ? `ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}` : 'ROLLBACK');
     } catch (error) {
       // The transaction may still be open on the server, holding its locks: the connection must not be reused.
-      // (A lease already released by its scope rolls back on its own as it is handed back.)
+      // (A lease already released by its scope rolls back on its own as it is released.)
       if (!this.lease.isReleased) this.lease.destroy(error as Error);
       throw error;
     }
