@@ -132,7 +132,10 @@ export async function runCompare(log: (line: string) => void): Promise<CompareRe
     for (let round = 1; round <= config.rounds; round++) {
       log(`round ${round}/${config.rounds}`);
       const thisRound = new Map<string, Omit<RoundSample, 'round' | 'ratio' | 'cpuRatio'>>();
-      for (const slot of list) {
+      // Each round starts one contender further on: the first of a round runs right after the
+      // previous round's pgbench (or the machine's idle), and no contender should always be that one.
+      const shift = (round - 1) % list.length;
+      for (const slot of [...list.slice(shift), ...list.slice(0, shift)]) {
         const sample = await measure(load, slot);
         thisRound.set(key(slot), sample);
         log(
