@@ -1,7 +1,7 @@
 import { Controller, Get, Injectable, type INestApplication } from '@nestjs/common';
 import type pg from 'pg';
 import supertest from 'supertest';
-import { InjectConnection, InjectPool, PoolConnection, PoolModule } from '../lib/index.js';
+import { ConnectionScope, getConnectionToken, InjectConnection, InjectPool, PoolConnection, PoolModule } from '../lib/index.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
 import { ADAPTERS, createHttpApp, requestToHangUp } from './support/http-app.js';
@@ -177,6 +177,18 @@ describe.each(ADAPTERS)('clientHold: query (%s)', (adapter) => {
     const response = await get('/concurrent');
     expect(response.status).toBe(200);
     expect(new Set(response.body as number[]).size).toBe(1);
+    expect(acquired - before).toBe(1);
+  });
+
+  it('keeps one client throughout ConnectionScope.run(), whose caller asked for one', async () => {
+    const connection = app.get<PoolConnection>(getConnectionToken());
+    const before = acquired;
+    const pids = await ConnectionScope.run(async () => {
+      const first = (await connection.query<Pid>(PID)).rows[0].pid;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      return [first, (await connection.query<Pid>(PID)).rows[0].pid];
+    });
+    expect(pids[1]).toBe(pids[0]);
     expect(acquired - before).toBe(1);
   });
 

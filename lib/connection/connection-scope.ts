@@ -116,6 +116,8 @@ export class ConnectionScope {
   private aborted = false;
   /** Every datasource's client goes back after each query (see holdPerQuery()). */
   private perQuery = false;
+  /** Opened by `ConnectionScope.run()`, whose caller asked for one client throughout: `clientHold: 'query'` does not apply. */
+  private holdsThroughout = false;
   /** Datasources whose client went back after the end with a transaction open (rolled back). */
   private cutTransactions: LeaseSource[] | undefined = undefined;
   // Let go of when the scope ends (see end()).
@@ -141,6 +143,7 @@ export class ConnectionScope {
    */
   static run<T>(fn: () => T | Promise<T>): Promise<T> {
     const scope = new ConnectionScope();
+    scope.holdsThroughout = true;
     let result: T | Promise<T>;
     try {
       result = runInContext(scope, fn);
@@ -174,7 +177,7 @@ export class ConnectionScope {
   query<R extends QueryResultRow>(source: LeaseSource, input: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     const slot = this.slotOf(source);
     const lease = slot?.lease;
-    const perQuery = this.perQuery || source.holdsPerQuery;
+    const perQuery = this.holdsPerQueryOn(source);
     // The usual case after the first query: the client is here and free. No
     // promise or await of the module's own (each costs async hooks).
     if (!perQuery && lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
@@ -280,7 +283,7 @@ export class ConnectionScope {
 
   /** @internal A transaction of this scope ended: where clients are held per query, its client goes back. */
   transactionEnded(source: LeaseSource): void {
-    if (this.perQuery || source.holdsPerQuery) this.releaseIdleClients();
+    if (this.holdsPerQueryOn(source)) this.releaseIdleClients();
   }
 
   /** @internal Ends the scope and releases every client (once its running query ends). */
@@ -304,6 +307,10 @@ export class ConnectionScope {
 
   /** @internal Lets go of what the scope keeps of its owner once it ends (see end()). */
   protected ended(): void {}
+
+  private holdsPerQueryOn(source: LeaseSource): boolean {
+    return this.perQuery || (source.holdsPerQuery && !this.holdsThroughout);
+  }
 
   private slotOf(source: LeaseSource): LeaseSlot | undefined {
     const first = this.first;

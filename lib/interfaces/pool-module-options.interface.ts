@@ -63,8 +63,9 @@ export interface PoolModuleOptions extends PoolConfig {
    * cache) hold no connection meanwhile; the request is pinned to its client,
    * as in `'request'`, from the moment it opens a transaction, takes the raw
    * client (`getClient()`), changes session state (`SET`, `LISTEN`, …) or,
-   * on a datasource with replicas, writes, until its end. See the docs'
-   * Concepts page for what can differ between the two.
+   * on a datasource with replicas, writes, until its end. A
+   * `ConnectionScope.run()` keeps one client throughout either way. See the
+   * docs' Concepts page for what can differ between the two.
    */
   clientHold?: 'request' | 'query';
   /**
