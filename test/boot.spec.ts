@@ -76,15 +76,18 @@ describe('a min the server cannot meet', () => {
       // Well within Jest's timeout: the refusals come at once, nothing waits for connectionTimeoutMillis.
       expect(millis).toBeLessThan(5000);
       const warnings = logger.matching(/min 4/);
+      // Two at most (the role's limit); one when the server still counts a backend of the role that is
+      // exiting (seen once on a loaded CI line: a backend's exit is asynchronous on the server).
       expect(warnings).toEqual([
-        expect.stringMatching(/^Datasource "orders": opened 2 of its min 4 connections at startup \(.*too many connections for role.*\); it starts with those/),
+        expect.stringMatching(/^Datasource "orders": opened [12] of its min 4 connections at startup \(.*too many connections for role.*\); it starts with those/),
       ]);
+      const opened = Number(/opened (\d)/.exec(warnings[0])?.[1]);
       expect(logger.messages.join('\n')).not.toContain(SECRET);
       // It serves on what it has.
       const connection = moduleRef.get<PoolConnection>(getConnectionToken('orders'));
       await expect(connection.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
       const pool = moduleRef.get<Pool>(getPoolToken('orders'));
-      expect({ total: pool.totalCount, idle: pool.idleCount }).toEqual({ total: 2, idle: 2 });
+      expect({ total: pool.totalCount, idle: pool.idleCount }).toEqual({ total: opened, idle: opened });
     } finally {
       await moduleRef.close();
     }
