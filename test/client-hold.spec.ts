@@ -85,6 +85,23 @@ class HoldController {
     return [first, await this.pid()];
   }
 
+  /** A query made while a transaction runs on the request's client: it waits for the transaction's end, then runs. */
+  @Get('query-during-transaction')
+  async queryDuringTransaction(): Promise<number[]> {
+    const inside = new Deferred();
+    const finish = new Deferred();
+    const transaction = this.connection.transaction(async () => {
+      await this.pid();
+      inside.resolve();
+      await finish.promise;
+      return this.pid();
+    });
+    await inside.promise;
+    const plain = this.pid();
+    finish.resolve();
+    return Promise.all([transaction, plain]);
+  }
+
   /** Ten queries at once. */
   @Get('concurrent')
   async concurrent(): Promise<number[]> {
@@ -170,6 +187,13 @@ describe.each(ADAPTERS)('clientHold: query (%s)', (adapter) => {
     expect((await get('/pid')).status).toBe(200);
     gate.release();
     expect((await response).status).toBe(200);
+  });
+
+  it('runs a query that waited for the request\'s transaction once it ends, on the same client', async () => {
+    const response = await get('/query-during-transaction');
+    expect(response.status).toBe(200);
+    const [inTransaction, after] = response.body as number[];
+    expect(after).toBe(inTransaction);
   });
 
   it('runs concurrent queries of one request on one client, borrowed once', async () => {

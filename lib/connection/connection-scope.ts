@@ -25,6 +25,8 @@ type LeaseCallback = (error: unknown, lease?: ConnectionLease) => void;
  */
 class LeaseSlot implements LeaseRecipient {
   lease: ConnectionLease | undefined = undefined;
+  /** Queries of the scope that wait for the client, for a transaction on it to end, or run on it. */
+  pending = 0;
   private error: unknown = undefined;
   private refusedOnce = false;
   private waiters: LeaseCallback[] | undefined = undefined;
@@ -78,7 +80,7 @@ class LeaseSlot implements LeaseRecipient {
 
   /**
    * Releases the client before the scope ends, unless it is still on its
-   * way, running a query, in a transaction (the module's or a raw `BEGIN`),
+   * way, running a query or holding one that waits for a transaction on it to end, in a transaction (the module's or a raw `BEGIN`),
    * out as a raw client (`getClient()`: a cursor or a COPY stream may still
    * read from it), holding session state the request set (its later queries
    * must see it), or wrote on a datasource with replicas (only those track
@@ -86,7 +88,7 @@ class LeaseSlot implements LeaseRecipient {
    */
   releaseIfFree(): boolean {
     const lease = this.lease;
-    if (lease === undefined || lease.isBusy || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession) return false;
+    if (lease === undefined || this.pending > 0 || lease.isBusy || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession) return false;
     if (isInTransaction(lease.client)) return false;
     lease.release();
     return true;
@@ -184,21 +186,23 @@ export class ConnectionScope {
     if (this.closed) return this.refuseAfterEnd(source) ?? source.query<R>(input, values);
     // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
     const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(source);
+    arriving.pending++;
     return withCallerStack(
-      new Promise<QueryResult<R>>((resolve, reject) =>
+      new Promise<QueryResult<R>>((resolve, reject) => {
+        const settle = (failure: unknown, result?: QueryResult<R>): void => {
+          arriving.pending--;
+          // Held only while needed: back once no query of the request needs it, unless something pins it.
+          if (perQuery && arriving.releaseIfFree()) this.forget(arriving);
+          if (failure) reject(failure);
+          else resolve(result!);
+        };
         arriving.wait((error, arrived) => {
-          if (!arrived) return reject(error);
-          const send = (): void =>
-            arrived.send<R>(input, values, false, (failure, result) => {
-              // Held only while needed: back once no query of the request runs on it, unless something pins it.
-              if (perQuery && arriving.releaseIfFree()) this.forget(arriving);
-              if (failure) reject(failure);
-              else resolve(result!);
-            });
-          if (arrived.inTransactions) arrived.outsideTransactions().then(send, reject);
+          if (!arrived) return settle(error);
+          const send = (): void => arrived.send<R>(input, values, false, settle);
+          if (arrived.inTransactions) arrived.outsideTransactions().then(send, settle);
           else send();
-        }),
-      ),
+        });
+      }),
     );
   }
 

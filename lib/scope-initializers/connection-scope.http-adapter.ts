@@ -16,9 +16,9 @@ type Answer = (this: unknown, response: unknown, second: unknown, third: unknown
  * which ends the scope, comes only once the answer is written, and for a
  * client that reads slowly, long after; a pooled connection held through
  * that serves nobody. An answer that is a stream (StreamableFile, an async
- * iterable, a Readable) may go on querying for as long as it is read: its
- * scope holds its clients per query from then on (ConnectionScope.holdPerQuery()), holding a client only
- * while a query or transaction of it runs. Responses written by the handler
+ * iterable, a Readable) may go on querying for as long as it is read: from
+ * then on its scope holds a client only while a query or transaction of it
+ * runs (ConnectionScope.holdPerQuery()). Responses written by the handler
  * itself (`@Res()`) never reach the adapter and keep their clients to the end.
  *
  * During a shutdown's drain, the answer also closes its connection (see
