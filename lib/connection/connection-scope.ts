@@ -80,16 +80,17 @@ class LeaseSlot implements LeaseRecipient {
 
   /**
    * Releases the client before the scope ends, unless it is still on its
-   * way, running a query or holding one that waits for a transaction on it to end, in a transaction (the module's or a raw `BEGIN`),
-   * out as a raw client (`getClient()`: a cursor or a COPY stream may still
-   * read from it), holding session state the request set (its later queries
-   * must see it), or wrote on a datasource with replicas (only those track
-   * `wrote`: the request's later reads must stay on the primary).
+   * way, needed by a query of the scope (running, or waiting for it or for a
+   * transaction on it to end), in a transaction (the module's or a raw
+   * `BEGIN`), out as a raw client (`getClient()`: a cursor or a COPY stream
+   * may still read from it), holding session state the request set (its
+   * later queries must see it), or wrote on a datasource with replicas (only
+   * those track `wrote`: the request's later reads must stay on the primary).
    */
   releaseIfFree(): boolean {
     const lease = this.lease;
-    if (lease === undefined || this.pending > 0 || lease.isBusy || lease.inTransactions || lease.wrote || lease.clientTaken || lease.changedSession) return false;
-    if (isInTransaction(lease.client)) return false;
+    if (lease === undefined || this.pending > 0 || lease.isBusy || lease.inTransactions) return false;
+    if (lease.wrote || lease.clientTaken || lease.changedSession || isInTransaction(lease.client)) return false;
     lease.release();
     return true;
   }
