@@ -1,9 +1,6 @@
-import type { INestApplication } from '@nestjs/common';
-import { ACCOUNTS, OPENING_BALANCE, openBank, outstanding, startBank } from './support/bank.js';
-import { CapturingLogger } from './support/capturing-logger.js';
+import { ACCOUNTS, OPENING_BALANCE, outstanding } from './support/bank.js';
 import { waitFor } from './support/database.js';
-import { failOver, type Demotion, type FailoverResult } from './support/failover.js';
-import { PgCluster } from './support/pg-cluster.js';
+import { failOver, startPair, stopPair, type Demotion, type FailoverResult, type Pair } from './support/failover.js';
 import { whenAvailable } from './support/services.js';
 import { TransferLoad } from './support/transfer-load.js';
 
@@ -14,43 +11,6 @@ import { TransferLoad } from './support/transfer-load.js';
 
 /** Writes must be back this soon after the new primary takes them (the issue's target). */
 const WRITES_BACK_MS = 1000;
-
-interface Pair {
-  primary: PgCluster;
-  standby: PgCluster;
-  app: INestApplication;
-  url: string;
-  logger: CapturingLogger;
-}
-
-/** A primary with the bank, its standby caught up (synchronous when asked), and the bank's application on both. */
-async function startPair(synchronous: boolean): Promise<Pair> {
-  const primary = await PgCluster.create();
-  const standby = await PgCluster.replicaOf(primary).catch(async (error: unknown) => {
-    await primary.destroy();
-    throw error;
-  });
-  try {
-    await openBank(primary.options());
-    await primary.synchronousReplication(synchronous);
-    await standby.catchUpWith(primary);
-    const logger = new CapturingLogger();
-    const hosts = [primary, standby].map((cluster) => `${cluster.host}:${cluster.port}`).join(',');
-    const connectionString = `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`;
-    const { app, url } = await startBank({ connectionString, max: 8, connectionTimeoutMillis: 2000 }, logger);
-    return { primary, standby, app, url, logger };
-  } catch (error) {
-    await standby.destroy();
-    await primary.destroy();
-    throw error;
-  }
-}
-
-async function stopPair(pair: Pair | undefined): Promise<void> {
-  await pair?.app.close();
-  await pair?.standby.destroy();
-  await pair?.primary.destroy();
-}
 
 /** What every failover must keep: no answer but 200 and 503 (with Retry-After), balanced books, writes back in time, nothing held. */
 async function expectSafe(pair: Pair, result: FailoverResult): Promise<void> {

@@ -1,6 +1,8 @@
+import type { INestApplication } from '@nestjs/common';
 import pg from 'pg';
-import { audit, ownTransfers } from './bank.js';
-import type { PgCluster } from './pg-cluster.js';
+import { audit, openBank, ownTransfers, startBank } from './bank.js';
+import { CapturingLogger } from './capturing-logger.js';
+import { PgCluster } from './pg-cluster.js';
 import type { TransferLoad } from './transfer-load.js';
 
 /** How long a failover may take to show its first committed write before it counts as never. */
@@ -46,6 +48,43 @@ export class WritableProbe {
   }
 }
 
+export interface Pair {
+  primary: PgCluster;
+  standby: PgCluster;
+  app: INestApplication;
+  url: string;
+  logger: CapturingLogger;
+}
+
+/** A primary with the bank, its standby caught up (synchronous when asked), and the bank's application on both. */
+export async function startPair(synchronous: boolean): Promise<Pair> {
+  const primary = await PgCluster.create();
+  const standby = await PgCluster.replicaOf(primary).catch(async (error: unknown) => {
+    await primary.destroy();
+    throw error;
+  });
+  try {
+    await openBank(primary.options());
+    await primary.synchronousReplication(synchronous);
+    await standby.catchUpWith(primary);
+    const logger = new CapturingLogger();
+    const hosts = [primary, standby].map((cluster) => `${cluster.host}:${cluster.port}`).join(',');
+    const connectionString = `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`;
+    const { app, url } = await startBank({ connectionString, max: 8, connectionTimeoutMillis: 2000 }, logger);
+    return { primary, standby, app, url, logger };
+  } catch (error) {
+    await standby.destroy();
+    await primary.destroy();
+    throw error;
+  }
+}
+
+export async function stopPair(pair: Pair | undefined): Promise<void> {
+  await pair?.app.close();
+  await pair?.standby.destroy();
+  await pair?.primary.destroy();
+}
+
 /** What one failover under transfer load showed. */
 export interface FailoverResult {
   /** How the old primary was taken away: `stop -m fast`, a clean switchover; `stop -m immediate`, a crash; `read-only`, left running read-only. */
@@ -76,7 +115,8 @@ export const DEMOTIONS = {
   'stop -m immediate': (primary: PgCluster) => primary.stop('immediate'),
   /** The primary left running but read-only, as behind a proxy or DNS name that still points at it; the standby then has all it wrote. */
   'read-only': async (primary: PgCluster, standby: PgCluster) => {
-    await primary.readOnly();
+    await primary.setReadOnly(true);
+    await primary.writesEnded();
     await standby.catchUpWith(primary);
   },
 } satisfies Record<string, (primary: PgCluster, standby: PgCluster) => Promise<void>>;

@@ -176,14 +176,17 @@ export class PgCluster {
   }
 
   /**
-   * Turns every transaction of the server read-only, the sessions already
-   * open included (`default_transaction_read_only` with a reload), as a
-   * demoted primary behind a stale address would be: writes fail with 25006.
+   * Makes every new transaction read-only by default, as a primary being
+   * demoted is made (or writable again), without a restart: sessions take it
+   * at their next statement, and servers from PostgreSQL 14 report it to them.
    */
-  async readOnly(): Promise<void> {
-    await this.query('postgres', 'ALTER SYSTEM SET default_transaction_read_only = on');
+  async setReadOnly(readOnly: boolean): Promise<void> {
+    await this.query('postgres', `ALTER SYSTEM SET default_transaction_read_only = ${readOnly ? 'on' : 'off'}`);
     await this.query('postgres', 'SELECT pg_reload_conf()');
-    // Transactions begun before the reload may still write and commit: wait them out.
+  }
+
+  /** Waits until no session of the server holds a transaction id: after setReadOnly(true), those begun before may still write and commit. */
+  async writesEnded(): Promise<void> {
     await waitFor(async () => {
       const { rows } = await this.query('postgres', 'SELECT 1 FROM pg_stat_activity WHERE backend_xid IS NOT NULL');
       return rows.length === 0 ? true : undefined;
