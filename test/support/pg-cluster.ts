@@ -193,6 +193,16 @@ export class PgCluster {
     }, `the writing transactions of ${this.port} to end`);
   }
 
+  /** Client sessions open on `database` (this query's own excluded). */
+  async sessionCount(database: string): Promise<number> {
+    const { rows } = await this.query<{ count: number }>(
+      'postgres',
+      "SELECT count(*)::int AS count FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = $1 AND pid <> pg_backend_pid()",
+      [database],
+    );
+    return rows[0].count;
+  }
+
   /** Stops the server if it runs, then removes its folders. */
   async destroy(): Promise<void> {
     try {
