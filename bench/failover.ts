@@ -141,18 +141,16 @@ function markdown(results: Record<string, Summary>, runs: Record<string, Failove
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...Object.entries(results).map(([label, summary]) => row(label, summary)),
     '',
-    '## Each run',
-    '',
-    '| runs | # | first 200 | first commit | promotion | answers during the switch | answers overall | lost |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...Object.entries(runs).flatMap(([label, list]) =>
-      list.map(
-        (r, i) =>
-          `| ${label} | ${i + 1} | ${r.firstAcknowledgedMs ?? 'never'} | ${r.firstCommitMs ?? 'never'} | ${r.promotionMs} | ${JSON.stringify(r.duringSwitch)} | ${JSON.stringify(r.overall)} | ${r.lost} of ${r.acknowledged} |`,
-      ),
-    ),
-    '',
   ];
+  const each = Object.entries(runs).flatMap(([label, list]) =>
+    list.map(
+      (r, i) =>
+        `| ${label} | ${i + 1} | ${r.firstAcknowledgedMs ?? 'never'} | ${r.firstCommitMs ?? 'never'} | ${r.promotionMs} | ${JSON.stringify(r.duringSwitch)} | ${JSON.stringify(r.overall)} | ${r.lost} of ${r.acknowledged} |`,
+    ),
+  );
+  if (each.length > 0) {
+    lines.push('## Each run', '', '| runs | # | first 200 | first commit | promotion | answers during the switch | answers overall | lost |', '| --- | --- | --- | --- | --- | --- | --- | --- |', ...each, '');
+  }
   return lines.join('\n');
 }
 

@@ -106,15 +106,15 @@ export async function audit(options: PoolModuleOptions, acknowledged: Iterable<s
 }
 
 /**
- * The transfers the server `options` point at wrote itself (its port, not
- * replicated rows), and when it wrote the first: on a promoted standby, the
- * application's first commit there.
+ * The transfers of one load (ids starting `<run>-`) that the server `options`
+ * point at wrote itself (its port, not replicated rows), and when it wrote
+ * the first: on a promoted standby, the application's first commit there.
  */
-export async function ownTransfers(options: PoolModuleOptions, port: number): Promise<{ ids: Set<string>; firstAt: number | undefined }> {
+export async function ownTransfers(options: PoolModuleOptions, port: number, run: string): Promise<{ ids: Set<string>; firstAt: number | undefined }> {
   const { rows } = await queryOnce<{ id: string; written_at: Date }>(
     options,
-    'SELECT id, written_at FROM transfers WHERE server_port = $1 ORDER BY written_at',
-    [port],
+    "SELECT id, written_at FROM transfers WHERE server_port = $1 AND starts_with(id, $2 || '-') ORDER BY written_at",
+    [port, run],
   );
   return { ids: new Set(rows.map((row) => row.id)), firstAt: rows[0]?.written_at.getTime() };
 }

@@ -153,7 +153,7 @@ export async function failOver(
   await writesBack;
   await within(load.acknowledgements(options.after ?? 30), WRITES_BACK_TIMEOUT_MS);
   await load.stop();
-  const own = await ownTransfers(standby.options(), standby.port);
+  const own = await ownTransfers(standby.options(), standby.port, load.run);
   const first = load.answers.find((answer) => answer.status === 200 && own.ids.has(answer.id));
   const books = await audit(standby.options(), load.acknowledged());
   return {

@@ -26,7 +26,8 @@ export class TransferLoad {
   private running = true;
   private readonly agent: Agent;
   private readonly clients: Array<Promise<void>>;
-  private readonly run = randomBytes(3).toString('hex');
+  /** Prefix of this load's transfer ids (`<run>-<client>-<sequence>`), apart from those of earlier loads on the same books. */
+  readonly run = randomBytes(3).toString('hex');
   private readonly watchers = new Set<{ matches: (answer: Answer) => boolean; resolve: (answer: Answer) => void }>();
 
   private constructor(
