@@ -1,8 +1,10 @@
 import { Controller, Post, type INestApplication } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
+import { TerminusModule } from '@nestjs/terminus';
 import type { Pool, PoolClient } from 'pg';
 import supertest from 'supertest';
+import { PoolHealthIndicator } from '../lib/health/index.js';
 import {
   ConnectionFailedError,
   ConnectionScope,
@@ -61,8 +63,12 @@ const apps: INestApplication[] = [];
 async function start(options: PoolModuleOptions): Promise<Started> {
   const logger = new CapturingLogger();
   const moduleRef = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ user: 'postgres', database: 'postgres', retryAttempts: 0, connectionTimeoutMillis: 3000, ...options })],
+    imports: [
+      PoolModule.forRoot({ user: 'postgres', database: 'postgres', retryAttempts: 0, connectionTimeoutMillis: 3000, ...options }),
+      TerminusModule.forRoot({ logger: false }),
+    ],
     controllers: [WritesController],
+    providers: [PoolHealthIndicator],
   }).compile();
   const app = moduleRef.createNestApplication(new ExpressAdapter(), { logger });
   apps.push(app);
@@ -118,6 +124,7 @@ describe('several hosts (a primary and its standby)', () => {
     expect(await serverPorts(pool, 3)).toEqual([primary.port, primary.port, primary.port]);
     const stats = app.get(PoolStatsService).get();
     expect(stats.connectionsByHost).toEqual({ [host(primary)]: 3 });
+    expect(app.get(PoolHealthIndicator).poolCheck('db').db).toMatchObject({ status: 'up', total: 3, connectionsByHost: { [host(primary)]: 3 } });
     expect(logger.messages.join('\n')).not.toContain(PASSWORD);
     // The rest of the string still applies.
     const { rows } = await pool.query<{ name: string }>("SELECT current_setting('application_name') AS name");
