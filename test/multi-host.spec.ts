@@ -3,6 +3,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Pool, PoolClient } from 'pg';
+import { createServer, type Socket } from 'node:net';
 import supertest from 'supertest';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import {
@@ -147,6 +148,21 @@ describe('several hosts (a primary and its standby)', () => {
     const { pool } = await start({ host: hosts(primary, standby), loadBalanceHosts: 'random', max: 16 });
     const ports = new Set(await serverPorts(pool, 16));
     expect(ports).toEqual(new Set([primary.port, standby.port]));
+  });
+
+  test('a host that takes connections and says nothing costs its timeout, then the next host serves', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const silentPort = (silent.address() as { port: number }).port;
+      const { pool } = await start({ host: hosts(silentPort, primary), targetSessionAttrs: 'read-write', connectionTimeoutMillis: 500 });
+      expect(await serverPorts(pool, 2)).toEqual([primary.port, primary.port]);
+      expect(sockets.size).toBe(1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   test('no host matches: the typed error names each host tried and why, without the password; nothing is left open', async () => {
