@@ -187,8 +187,10 @@ describe('several hosts (a primary and its standby)', () => {
 
   describe('errors that end a connection close it, never to be reused', () => {
     /** Runs `fail` on a checked-out client of the datasource, then answers whether that client's connection was closed. */
-    async function closedAfter(fail: (connection: PoolConnection, pid: number) => Promise<unknown>): Promise<{ error: unknown; removed: boolean }> {
-      const { pool, connection } = await start({ host: hosts(standby, primary), targetSessionAttrs: 'read-write', max: 1 });
+    async function closedAfter(
+      fail: (connection: PoolConnection, pid: number) => Promise<unknown>,
+    ): Promise<{ error: unknown; removed: boolean; logger: CapturingLogger }> {
+      const { pool, connection, logger } = await start({ host: hosts(standby, primary), targetSessionAttrs: 'read-write', max: 1 });
       const removed = new Promise<PoolClient>((resolve) => pool.once('remove', resolve));
       const error = await ConnectionScope.run(async () => {
         const pid = (await connection.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
@@ -198,16 +200,18 @@ describe('several hosts (a primary and its standby)', () => {
         );
       });
       const gone = await Promise.race([removed.then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 2000, false))]);
-      return { error, removed: gone };
+      return { error, removed: gone, logger };
     }
 
     test('57P01: the backend of a checked-out client is terminated', async () => {
-      const { error, removed } = await closedAfter(async (connection, pid) => {
+      const { error, removed, logger } = await closedAfter(async (connection, pid) => {
         await primary.query('postgres', 'SELECT pg_terminate_backend($1)', [pid]);
         await connection.query('SELECT 1');
       });
       expect(error).toBeInstanceOf(ConnectionFailedError);
       expect(removed).toBe(true);
+      // The log line says which host the connection was on.
+      expect(logger.matching(/a checked-out connection failed/)).toEqual([expect.stringContaining(`on ${host(primary)}; it will be closed, not reused`)]);
     });
 
     test.each(['57P03', '08006'])('%s at ERROR severity: the connection is closed, not reused', async (code) => {
