@@ -1,8 +1,11 @@
 import { Controller, Post, type INestApplication } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
+import { TerminusModule } from '@nestjs/terminus';
 import type { Pool, PoolClient } from 'pg';
+import { createServer, type Socket } from 'node:net';
 import supertest from 'supertest';
+import { PoolHealthIndicator } from '../lib/health/index.js';
 import {
   ConnectionFailedError,
   ConnectionScope,
@@ -61,8 +64,12 @@ const apps: INestApplication[] = [];
 async function start(options: PoolModuleOptions): Promise<Started> {
   const logger = new CapturingLogger();
   const moduleRef = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ user: 'postgres', database: 'postgres', retryAttempts: 0, connectionTimeoutMillis: 3000, ...options })],
+    imports: [
+      PoolModule.forRoot({ user: 'postgres', database: 'postgres', retryAttempts: 0, connectionTimeoutMillis: 3000, ...options }),
+      TerminusModule.forRoot({ logger: false }),
+    ],
     controllers: [WritesController],
+    providers: [PoolHealthIndicator],
   }).compile();
   const app = moduleRef.createNestApplication(new ExpressAdapter(), { logger });
   apps.push(app);
@@ -118,6 +125,7 @@ describe('several hosts (a primary and its standby)', () => {
     expect(await serverPorts(pool, 3)).toEqual([primary.port, primary.port, primary.port]);
     const stats = app.get(PoolStatsService).get();
     expect(stats.connectionsByHost).toEqual({ [host(primary)]: 3 });
+    expect(app.get(PoolHealthIndicator).poolCheck('db').db).toMatchObject({ status: 'up', total: 3, connectionsByHost: { [host(primary)]: 3 } });
     expect(logger.messages.join('\n')).not.toContain(PASSWORD);
     // The rest of the string still applies.
     const { rows } = await pool.query<{ name: string }>("SELECT current_setting('application_name') AS name");
@@ -142,6 +150,21 @@ describe('several hosts (a primary and its standby)', () => {
     expect(ports).toEqual(new Set([primary.port, standby.port]));
   });
 
+  test('a host that takes connections and says nothing costs its timeout, then the next host serves', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const silentPort = (silent.address() as { port: number }).port;
+      const { pool } = await start({ host: hosts(silentPort, primary), targetSessionAttrs: 'read-write', connectionTimeoutMillis: 500 });
+      expect(await serverPorts(pool, 2)).toEqual([primary.port, primary.port]);
+      expect(sockets.size).toBe(1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
   test('no host matches: the typed error names each host tried and why, without the password; nothing is left open', async () => {
     const url = `postgres://postgres:${PASSWORD}@${hosts(deadPort, primary)}/postgres?target_session_attrs=standby`;
     const failed = await start({ connectionString: url }).then(
@@ -164,8 +187,10 @@ describe('several hosts (a primary and its standby)', () => {
 
   describe('errors that end a connection close it, never to be reused', () => {
     /** Runs `fail` on a checked-out client of the datasource, then answers whether that client's connection was closed. */
-    async function closedAfter(fail: (connection: PoolConnection, pid: number) => Promise<unknown>): Promise<{ error: unknown; removed: boolean }> {
-      const { pool, connection } = await start({ host: hosts(standby, primary), targetSessionAttrs: 'read-write', max: 1 });
+    async function closedAfter(
+      fail: (connection: PoolConnection, pid: number) => Promise<unknown>,
+    ): Promise<{ error: unknown; removed: boolean; logger: CapturingLogger }> {
+      const { pool, connection, logger } = await start({ host: hosts(standby, primary), targetSessionAttrs: 'read-write', max: 1 });
       const removed = new Promise<PoolClient>((resolve) => pool.once('remove', resolve));
       const error = await ConnectionScope.run(async () => {
         const pid = (await connection.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
@@ -175,16 +200,18 @@ describe('several hosts (a primary and its standby)', () => {
         );
       });
       const gone = await Promise.race([removed.then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 2000, false))]);
-      return { error, removed: gone };
+      return { error, removed: gone, logger };
     }
 
     test('57P01: the backend of a checked-out client is terminated', async () => {
-      const { error, removed } = await closedAfter(async (connection, pid) => {
+      const { error, removed, logger } = await closedAfter(async (connection, pid) => {
         await primary.query('postgres', 'SELECT pg_terminate_backend($1)', [pid]);
         await connection.query('SELECT 1');
       });
       expect(error).toBeInstanceOf(ConnectionFailedError);
       expect(removed).toBe(true);
+      // The log line says which host the connection was on.
+      expect(logger.matching(/a checked-out connection failed/)).toEqual([expect.stringContaining(`on ${host(primary)}; it will be closed, not reused`)]);
     });
 
     test.each(['57P03', '08006'])('%s at ERROR severity: the connection is closed, not reused', async (code) => {

@@ -337,7 +337,7 @@ export class ConnectionLease implements RawClientOwner {
     // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
     if (this.brokenBy) return;
     this.brokenBy = error;
-    this.policy.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
+    this.policy.warn(`a checked-out connection failed (${error.message}) on ${this.client.host}:${this.client.port}; it will be closed, not reused`);
   }
 
   /** Why a query cannot run on this client now, if it cannot. */

@@ -111,19 +111,23 @@ export class HostTargeting {
   }
 
   /**
-   * Tries the hosts as libpq would: in order, up to the first that matches,
-   * or (`random`) all at once, in a shuffled order, keeping each that
-   * matches. `prefer-standby` falls back to any host that answered.
+   * Chooses as libpq would: the first host in order that matches, or
+   * (`random`) every host that matches, tried in a shuffled order.
+   * `prefer-standby` falls back to any host that answered. The hosts are
+   * probed all at once, so that one that does not answer costs its
+   * timeout once rather than delaying each host after it; in order, the
+   * first that matches is taken as soon as those before it have answered.
    */
   private async probe(): Promise<HostAddress[]> {
     const order = this.loadBalance === 'random' ? shuffled(this.hosts) : [...this.hosts];
+    const probes = order.map((address) => this.probeHost(address));
     let results: ProbeResult[];
     if (this.loadBalance === 'random') {
-      results = await Promise.all(order.map((address) => this.probeHost(address)));
+      results = await Promise.all(probes);
     } else {
       results = [];
-      for (const address of order) {
-        const result = await this.probeHost(address);
+      for (const probe of probes) {
+        const result = await probe;
         results.push(result);
         if ('role' in result && matchesTarget(this.target, result.role)) break;
       }
