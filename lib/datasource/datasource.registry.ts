@@ -109,8 +109,9 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
 
   private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
     if (!options.replicas?.length) return undefined;
-    // A replica takes the primary's pool settings, not where it connects.
-    const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, ...inherited } = options;
+    // A replica takes the primary's pool settings, not where it connects; its
+    // startup check never fails the boot, so it has no boot to go on without it.
+    const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, bootWithoutDatabase: _b, ...inherited } = options;
     const replicaDatasources = replicas.map((replica, index) => {
       const poolName = replicaName(name, index);
       // An unreachable replica is skipped, not waited for: no startup retries.
