@@ -34,6 +34,8 @@ describe('invalid options fail at bootstrap with a typed error', () => {
     ['a negative drain timeout', { drainTimeoutMillis: -1 }, 'drainTimeoutMillis'],
     ['an empty name', { name: '' }, 'name'],
     ['an unknown hang-up policy', { queriesAfterHangUp: 'ignore' as 'run' }, 'queriesAfterHangUp'],
+    ['a password neither a string nor a function', { password: 1234 as unknown as string }, 'password'],
+    ['a bootWithoutDatabase that is not a boolean', { bootWithoutDatabase: 'yes' as unknown as boolean }, 'bootWithoutDatabase'],
   ])('%s', async (_case, options, option) => {
     const failure = bootstrap([PoolModule.forRoot({ ...serverConfig(), ...options })]);
     await expect(failure).rejects.toBeInstanceOf(InvalidPoolOptionsError);
