@@ -1,7 +1,12 @@
+import type { INestApplication } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
 import { PoolStatsService } from '../lib/index.js';
-import { ACCOUNTS, OPENING_BALANCE, outstanding } from './support/bank.js';
+import { ACCOUNTS, audit, OPENING_BALANCE, openBank, outstanding, startBank } from './support/bank.js';
+import { CapturingLogger } from './support/capturing-logger.js';
 import { waitFor } from './support/database.js';
 import { failOver, startPair, stopPair, type Demotion, type FailoverResult, type Pair } from './support/failover.js';
+import { PgCluster } from './support/pg-cluster.js';
+import { RotatingPassword } from './support/rotating-password.js';
 import { whenAvailable } from './support/services.js';
 import { TransferLoad } from './support/transfer-load.js';
 
@@ -90,5 +95,76 @@ describe('failover under transfer load (own primary and streaming standby)', () 
     // Asynchronous replication promises nothing about the last commits; the count is reported, not asserted.
     process.stdout.write(`[failover] stop -m immediate, asynchronous: ${run.result.lost} acknowledged transfer(s) lost of ${run.result.acknowledged}\n`);
     await expectSafe(pair, run.result, undefined);
+  }, 60_000);
+});
+
+describe('the edges of a failover under transfer load', () => {
+  const test = whenAvailable('pg_basebackup', 'failover');
+  const clusters: PgCluster[] = [];
+  let app: INestApplication | undefined;
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    for (const cluster of clusters.splice(0)) await cluster.destroy();
+  });
+
+  test('both servers down at boot, then up: the application boots, answers 503 with Retry-After, then 200 on the primary', async () => {
+    const primary = await PgCluster.create();
+    clusters.push(primary);
+    await openBank(primary.options());
+    const standby = await PgCluster.replicaOf(primary);
+    clusters.push(standby);
+    await standby.catchUpWith(primary);
+    await standby.stop('fast');
+    await primary.stop('fast');
+    const logger = new CapturingLogger();
+    const hosts = [primary, standby].map((cluster) => `${cluster.host}:${cluster.port}`).join(',');
+    const bank = await startBank(
+      { connectionString: `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`, max: 8, retryAttempts: 0, bootWithoutDatabase: true },
+      logger,
+    );
+    app = bank.app;
+    const load = TransferLoad.start(bank.url);
+    for (let refused = 0; refused < 20; refused++) await load.next((answer) => answer.status === 503);
+    await primary.start();
+    await standby.start();
+    await load.acknowledgements(30);
+    await load.stop();
+    const books = await audit(primary.options(), load.acknowledged());
+    expect({
+      statuses: Object.keys(load.countsByStatus()).sort(),
+      withoutRetryAfter: load.answers.filter((answer) => answer.status === 503 && !answer.retryAfter).length,
+      books,
+      unreachableLines: logger.matching(/is unreachable/).length,
+      servingLines: logger.matching(/serves again/).length,
+    }).toEqual({ statuses: ['200', '503'], withoutRetryAfter: 0, books: { total: ACCOUNTS * OPENING_BALANCE, missing: [] }, unreachableLines: 1, servingLines: 1 });
+  }, 60_000);
+
+  test('a password rotated under load: open connections keep working, new ones use the new password, no password in the log', async () => {
+    const cluster = await PgCluster.create({ production: true });
+    clusters.push(cluster);
+    await openBank(cluster.options());
+    const role = `bank_${randomBytes(3).toString('hex')}`;
+    const [first, second] = [randomBytes(9).toString('hex'), randomBytes(9).toString('hex')];
+    await cluster.query('postgres', `CREATE ROLE ${role} LOGIN PASSWORD '${first}'; GRANT ALL ON accounts, transfers TO ${role}`);
+    const password = new RotatingPassword(first);
+    const logger = new CapturingLogger();
+    // Connections live about a second, so that new ones open while the load runs.
+    const bank = await startBank({ ...cluster.options(), user: role, password: password.get, max: 4, maxLifetimeSeconds: 1 }, logger);
+    app = bank.app;
+    const load = TransferLoad.start(bank.url, 8);
+    await load.acknowledgements(20);
+    const rotatedAt = new Date();
+    await cluster.query('postgres', `ALTER ROLE ${role} PASSWORD '${second}'`);
+    password.set(second);
+    await waitFor(async () => {
+      const { rows } = await cluster.query('postgres', 'SELECT 1 FROM pg_stat_activity WHERE usename = $1 AND backend_start > $2', [role, rotatedAt]);
+      return rows.length > 0 ? true : undefined;
+    }, 'a connection opened with the new password');
+    await load.acknowledgements(20);
+    await load.stop();
+    const books = await audit(cluster.options(), load.acknowledged());
+    expect({ statuses: Object.keys(load.countsByStatus()), books }).toEqual({ statuses: ['200'], books: { total: ACCOUNTS * OPENING_BALANCE, missing: [] } });
+    expect([...logger.messages, ...logger.errors].join('\n')).not.toMatch(new RegExp(`${first}|${second}`));
   }, 60_000);
 });
