@@ -102,7 +102,10 @@ describe('the edges of a failover under transfer load', () => {
   const test = whenAvailable('pg_basebackup', 'failover');
   const clusters: PgCluster[] = [];
   let app: INestApplication | undefined;
+  let load: TransferLoad | undefined;
   afterEach(async () => {
+    await load?.stop();
+    load = undefined;
     await app?.close();
     app = undefined;
     for (const cluster of clusters.splice(0)) await cluster.destroy();
@@ -120,11 +123,11 @@ describe('the edges of a failover under transfer load', () => {
     const logger = new CapturingLogger();
     const hosts = [primary, standby].map((cluster) => `${cluster.host}:${cluster.port}`).join(',');
     const bank = await startBank(
-      { connectionString: `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`, max: 8, retryAttempts: 0, bootWithoutDatabase: true },
+      { connectionString: `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`, max: 8, retryAttempts: 0, retryDelay: 100, bootWithoutDatabase: true },
       logger,
     );
     app = bank.app;
-    const load = TransferLoad.start(bank.url);
+    load = TransferLoad.start(bank.url);
     for (let refused = 0; refused < 20; refused++) await load.next((answer) => answer.status === 503);
     await primary.start();
     await standby.start();
@@ -140,7 +143,7 @@ describe('the edges of a failover under transfer load', () => {
     }).toEqual({ statuses: ['200', '503'], withoutRetryAfter: 0, books: { total: ACCOUNTS * OPENING_BALANCE, missing: [] }, unreachableLines: 1, servingLines: 1 });
   }, 60_000);
 
-  test('a password rotated under load: open connections keep working, new ones use the new password, no password in the log', async () => {
+  test('a password rotated under load: open connections keep working, new ones use the new password, only 200 and 503, no password in the log', async () => {
     const cluster = await PgCluster.create({ production: true });
     clusters.push(cluster);
     await openBank(cluster.options());
@@ -152,8 +155,9 @@ describe('the edges of a failover under transfer load', () => {
     // Connections live about a second, so that new ones open while the load runs.
     const bank = await startBank({ ...cluster.options(), user: role, password: password.get, max: 4, maxLifetimeSeconds: 1 }, logger);
     app = bank.app;
-    const load = TransferLoad.start(bank.url, 8);
+    load = TransferLoad.start(bank.url, 8);
     await load.acknowledgements(20);
+    // A connection opened between the two steps offers the old password to the new role: a 503, not a 500.
     const rotatedAt = new Date();
     await cluster.query('postgres', `ALTER ROLE ${role} PASSWORD '${second}'`);
     password.set(second);
@@ -164,7 +168,8 @@ describe('the edges of a failover under transfer load', () => {
     await load.acknowledgements(20);
     await load.stop();
     const books = await audit(cluster.options(), load.acknowledged());
-    expect({ statuses: Object.keys(load.countsByStatus()), books }).toEqual({ statuses: ['200'], books: { total: ACCOUNTS * OPENING_BALANCE, missing: [] } });
+    const otherStatuses = Object.keys(load.countsByStatus()).filter((status) => status !== '200' && status !== '503');
+    expect({ otherStatuses, books }).toEqual({ otherStatuses: [], books: { total: ACCOUNTS * OPENING_BALANCE, missing: [] } });
     expect([...logger.messages, ...logger.errors].join('\n')).not.toMatch(new RegExp(`${first}|${second}`));
   }, 60_000);
 });

@@ -136,6 +136,21 @@ export async function failOver(
   demotion: Demotion,
   options: { synchronous: boolean; after?: number },
 ): Promise<FailoverResult> {
+  try {
+    return await measure(load, primary, standby, demotion, options);
+  } finally {
+    // Stopped already when all went well; not so when a step threw, and its clients would run on.
+    await load.stop();
+  }
+}
+
+async function measure(
+  load: TransferLoad,
+  primary: PgCluster,
+  standby: PgCluster,
+  demotion: Demotion,
+  options: { synchronous: boolean; after?: number },
+): Promise<FailoverResult> {
   await load.acknowledgements(30);
   const probe = await WritableProbe.on(standby);
   const stoppedAt = Date.now();
