@@ -378,7 +378,8 @@ export class ConnectionLease implements RawClientOwner {
       const lost = this.policy.hostLost?.(this.client, error);
       if (!lost) return error;
       this.brokenBy ??= lost;
-      this.owner?.hostLost(lost);
+      // A transaction of the module's runs again on its own (see withRetries()); other work's request is told when to retry.
+      if (!this.inTransactions) this.owner?.hostLost(lost);
       return lost;
     }
     return this.failure(error);
