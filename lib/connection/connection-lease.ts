@@ -161,6 +161,11 @@ export class ConnectionLease implements RawClientOwner {
     return this.released;
   }
 
+  /** True once its connection failed, or must be closed for another reason: it will not be reused. */
+  get isBroken(): boolean {
+    return this.brokenBy !== undefined;
+  }
+
   /** True while a query runs on the client or waits for its turn. */
   get isBusy(): boolean {
     return this.running > 0;
