@@ -161,6 +161,11 @@ export class ConnectionLease implements RawClientOwner {
     return this.released;
   }
 
+  /** True once its connection failed, or must be closed for another reason: it will not be reused. */
+  get isBroken(): boolean {
+    return this.brokenBy !== undefined;
+  }
+
   /** True while a query runs on the client or waits for its turn. */
   get isBusy(): boolean {
     return this.running > 0;
@@ -378,7 +383,8 @@ export class ConnectionLease implements RawClientOwner {
       const lost = this.policy.hostLost?.(this.client, error);
       if (!lost) return error;
       this.brokenBy ??= lost;
-      this.owner?.hostLost(lost);
+      // A transaction of the module's runs again on its own (see withRetries()); other work's request is told when to retry.
+      if (!this.inTransactions) this.owner?.hostLost(lost);
       return lost;
     }
     return this.failure(error);
