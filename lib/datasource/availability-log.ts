@@ -30,10 +30,15 @@ interface Outage {
  * opened: an idle client opened before (before the outage, or before a
  * password rotated) may still serve a request (or be handed out dead, as a
  * crash is noticed), and ending the outage on that would log it again at the
- * next connection the server refuses.
+ * next connection the server refuses. Nor does a connection begun before the
+ * outage did (with the password of before, say). Likewise a connection
+ * attempt begun before an outage ended that fails after it belongs to that
+ * outage, and starts no new one.
  */
 export class AvailabilityLog {
   private outage: Outage | undefined = undefined;
+  /** When the last outage ended (`performance.now()`). */
+  private endedAt = -Infinity;
 
   constructor(
     private readonly error: (message: string) => void,
@@ -50,20 +55,21 @@ export class AvailabilityLog {
     );
   }
 
-  /** An acquisition was refused with `refusal`. */
-  refused(refusal: PoolUnavailableError): void {
-    if (this.failed(refusal) && this.outage) this.outage.refused++;
+  /** An acquisition asked for at `askedAt` (`performance.now()`) was refused with `refusal`. */
+  refused(refusal: PoolUnavailableError, askedAt = performance.now()): void {
+    if (this.failed(refusal, askedAt) && this.outage) this.outage.refused++;
   }
 
   /**
-   * A connection attempt failed with `refusal`, the module's own (the
-   * startup check's retries) or an acquisition's: logs a change of state.
-   * True when `refusal` is an outage's.
+   * A connection attempt begun at `startedAt` failed with `refusal`, the
+   * module's own (the startup check's retries) or an acquisition's: logs a
+   * change of state. True when `refusal` is the current outage's.
    */
-  failed(refusal: PoolUnavailableError): boolean {
+  failed(refusal: PoolUnavailableError, startedAt: number): boolean {
     const kind = outageKindOf(refusal);
     if (kind === undefined) return false;
     const outage = this.outage;
+    if (outage === undefined && startedAt < this.endedAt) return false;
     if (outage === undefined) {
       this.outage = { kind, since: performance.now(), refused: 0, answered: false, atStartup: false };
     } else {
@@ -78,9 +84,9 @@ export class AvailabilityLog {
     return true;
   }
 
-  /** The pool opened a new connection. */
-  connected(): void {
-    if (this.outage) this.outage.answered = true;
+  /** The pool opened a new connection, begun at `startedAt` (`performance.now()`). */
+  connected(startedAt: number): void {
+    if (this.outage && startedAt >= this.outage.since) this.outage.answered = true;
   }
 
   /** A client was handed out, or the startup check passed; `waiting` acquisitions still queue. */
@@ -90,6 +96,7 @@ export class AvailabilityLog {
     // An exhausted pool is over it once its queue has drained; a refusing server once it took a new connection.
     if (outage.kind === 'exhausted' ? waiting > 0 : !outage.answered) return;
     this.outage = undefined;
+    this.endedAt = performance.now();
     const lasted = Math.round(performance.now() - outage.since);
     const state = outage.atStartup ? `${outage.kind} since startup` : outage.kind;
     this.warn(`serves again after ${lasted} ms ${state}; ${outage.refused} connection request(s) were refused meanwhile`);

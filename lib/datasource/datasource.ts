@@ -27,7 +27,7 @@ import { delay, settlesWithin } from '../pool.utils.js';
 import { transactionPoolingRefusal } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
 import { AvailabilityLog } from './availability-log.js';
-import { timedClientClass } from './connect-time.js';
+import { connectMillis, timedClientClass } from './connect-time.js';
 import { connectionTarget, describeTarget, redactSecrets } from './describe-target.js';
 import { readHostChoice, type HostChoice } from './host-list.js';
 import { HostTargeting, targetedClientClass } from './host-targeting.js';
@@ -136,8 +136,8 @@ export class Datasource implements LeaseSource {
     );
     // Once per connection rather than on every checkout: see watchLeasedClient().
     this.pool.on('connect', watchLeasedClient);
-    this.pool.on('connect', () => {
-      this.availability.connected();
+    this.pool.on('connect', (client) => {
+      this.availability.connected(performance.now() - (connectMillis(client) ?? 0));
       // The server answers: a startup check still retried in the background need not wait for its timer
       // (once pg-pool has handed this client out, rather than from inside its event).
       if (this.startupRetries) queueMicrotask(() => this.startupRetries?.wake());
@@ -249,12 +249,13 @@ export class Datasource implements LeaseSource {
    * authentication), as for acquisitions.
    */
   private async retryStartup(): Promise<boolean> {
+    const startedAt = performance.now();
     let available: number;
     try {
       available = await this.startupQuery();
     } catch (error) {
       if (this.closing) return false;
-      this.availability.failed(this.connectError(this.reasonOf(error), error));
+      this.availability.failed(this.connectError(this.reasonOf(error), error), startedAt);
       return false;
     }
     this.startupRetries = undefined;
@@ -409,7 +410,7 @@ export class Datasource implements LeaseSource {
     this.pool.connect((error, client) => {
       // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
       if (!this.waiting.delete(recipient)) return client?.release();
-      if (error || !client) return recipient.refused(this.acquireError(error, Math.round(performance.now() - waitStarted)));
+      if (error || !client) return recipient.refused(this.acquireError(error, waitStarted));
       if (this.isExpired(client)) {
         client.release(new PoolError('connection retired (maximum lifetime, or its host was evicted)'));
         return this.checkOut(waitStarted, holder, askedAt, recipient);
@@ -467,10 +468,10 @@ export class Datasource implements LeaseSource {
     return this.pool.idleCount === 0 && this.pool.totalCount >= this.max;
   }
 
-  /** Says whether a failed acquire met a busy pool or a server that did not answer. */
-  private acquireError(error: unknown, waited: number): PoolUnavailableError {
-    const refusal = this.describeAcquireError(error, waited);
-    this.availability.refused(refusal);
+  /** Says whether a failed acquire, begun at `waitStarted`, met a busy pool or a server that did not answer. */
+  private acquireError(error: unknown, waitStarted: number): PoolUnavailableError {
+    const refusal = this.describeAcquireError(error, Math.round(performance.now() - waitStarted));
+    this.availability.refused(refusal, waitStarted);
     return refusal;
   }
 
