@@ -26,22 +26,15 @@ interface Distribution {
   max: number;
 }
 
-interface Summary {
-  runs: number;
-  /** From the new primary taking writes to the first 200 of a transfer committed there. */
-  firstAcknowledgedMs: Distribution;
-  /** From the new primary taking writes to the application's first commit there (server clock). */
-  firstCommitMs: Distribution;
-  /** The harness' part: from taking the old primary away to the new one taking writes. */
-  promotionMs: Distribution;
-  /** Answers by status between the demotion and the first acknowledged transfer, summed over the runs. */
-  duringSwitch: Record<string, number>;
-  overall: Record<string, number>;
-  acknowledged: number;
-  lost: number;
-  /** Runs whose writes were not back within TARGET_MS, or never. */
-  overTarget: number;
-}
+type Timed = 'firstAcknowledgedMs' | 'firstCommitMs' | 'promotionMs';
+
+/** FailoverResult's figures over several runs: its times as distributions, its counts summed. */
+type Summary = Record<Timed, Distribution> &
+  Pick<FailoverResult, 'duringSwitch' | 'overall' | 'acknowledged' | 'lost'> & {
+    runs: number;
+    /** Runs whose writes were not back within TARGET_MS, or never. */
+    overTarget: number;
+  };
 
 function p90(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

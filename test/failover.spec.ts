@@ -71,20 +71,12 @@ describe('failover under transfer load (own primary and streaming standby)', () 
     pair = undefined;
   });
 
-  test('a clean switchover (stop -m fast, standby promoted): writes back within 1 s, nothing acknowledged lost, only 200 and 503', async () => {
-    const run = await failoverOfNewPair('stop -m fast', false);
-    pair = run.pair;
-    await expectSafe(pair, run.result, 0);
-  }, 60_000);
-
-  test('the primary turned read-only under the application: 25006 evicts, never a 500, writes resume on the promoted standby', async () => {
-    const run = await failoverOfNewPair('read-only', false);
-    pair = run.pair;
-    await expectSafe(pair, run.result, 0);
-  }, 60_000);
-
-  test('a crash (stop -m immediate) with synchronous replication: nothing acknowledged is lost', async () => {
-    const run = await failoverOfNewPair('stop -m immediate', true);
+  test.each<[string, Demotion, boolean]>([
+    ['a clean switchover (stop -m fast, standby promoted)', 'stop -m fast', false],
+    ['the primary turned read-only under the application (25006 evicts)', 'read-only', false],
+    ['a crash (stop -m immediate) with synchronous replication', 'stop -m immediate', true],
+  ])('%s: writes back within 1 s, nothing acknowledged lost, only 200 and 503', async (_what, demotion, synchronous) => {
+    const run = await failoverOfNewPair(demotion, synchronous);
     pair = run.pair;
     await expectSafe(pair, run.result, 0);
   }, 60_000);

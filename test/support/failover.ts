@@ -137,53 +137,43 @@ export async function failOver(
   options: { synchronous: boolean; after?: number },
 ): Promise<FailoverResult> {
   try {
-    return await measure(load, primary, standby, demotion, options);
+    await load.acknowledgements(30);
+    const probe = await WritableProbe.on(standby);
+    const stoppedAt = Date.now();
+    let writesBack: Promise<unknown> = Promise.resolve();
+    try {
+      await DEMOTIONS[demotion](primary, standby);
+      // A 200 from now on is most likely the new primary's; which are is told from the books below.
+      writesBack = within(load.next((answer) => answer.status === 200), WRITES_BACK_TIMEOUT_MS);
+      await standby.promote();
+      await probe.writable;
+    } finally {
+      await probe.end();
+    }
+    const writableAt = await probe.writable;
+    await writesBack;
+    await within(load.acknowledgements(options.after ?? 30), WRITES_BACK_TIMEOUT_MS);
+    await load.stop();
+    const own = await ownTransfers(standby.options(), standby.port, load.run);
+    const first = load.answers.find((answer) => answer.status === 200 && own.ids.has(answer.id));
+    const books = await audit(standby.options(), load.acknowledged());
+    return {
+      demotion,
+      synchronous: options.synchronous,
+      firstCommitMs: own.firstAt === undefined ? undefined : own.firstAt - writableAt,
+      firstAcknowledgedMs: first && first.at - writableAt,
+      promotionMs: writableAt - stoppedAt,
+      duringSwitch: load.countsByStatus(stoppedAt, first ? first.at + 1 : Infinity),
+      overall: load.countsByStatus(),
+      refusalsWithoutRetryAfter: load.answers.filter((answer) => answer.status === 503 && !answer.retryAfter).length,
+      acknowledged: load.acknowledged().length,
+      lost: books.missing.length,
+      total: books.total,
+    };
   } finally {
     // Stopped already when all went well; not so when a step threw, and its clients would run on.
     await load.stop();
   }
-}
-
-async function measure(
-  load: TransferLoad,
-  primary: PgCluster,
-  standby: PgCluster,
-  demotion: Demotion,
-  options: { synchronous: boolean; after?: number },
-): Promise<FailoverResult> {
-  await load.acknowledgements(30);
-  const probe = await WritableProbe.on(standby);
-  const stoppedAt = Date.now();
-  let writesBack: Promise<unknown> = Promise.resolve();
-  try {
-    await DEMOTIONS[demotion](primary, standby);
-    // A 200 from now on is most likely the new primary's; which are is told from the books below.
-    writesBack = within(load.next((answer) => answer.status === 200), WRITES_BACK_TIMEOUT_MS);
-    await standby.promote();
-    await probe.writable;
-  } finally {
-    await probe.end();
-  }
-  const writableAt = await probe.writable;
-  await writesBack;
-  await within(load.acknowledgements(options.after ?? 30), WRITES_BACK_TIMEOUT_MS);
-  await load.stop();
-  const own = await ownTransfers(standby.options(), standby.port, load.run);
-  const first = load.answers.find((answer) => answer.status === 200 && own.ids.has(answer.id));
-  const books = await audit(standby.options(), load.acknowledged());
-  return {
-    demotion,
-    synchronous: options.synchronous,
-    firstCommitMs: own.firstAt === undefined ? undefined : own.firstAt - writableAt,
-    firstAcknowledgedMs: first && first.at - writableAt,
-    promotionMs: writableAt - stoppedAt,
-    duringSwitch: load.countsByStatus(stoppedAt, first ? first.at + 1 : Infinity),
-    overall: load.countsByStatus(),
-    refusalsWithoutRetryAfter: load.answers.filter((answer) => answer.status === 503 && !answer.retryAfter).length,
-    acknowledged: load.acknowledged().length,
-    lost: books.missing.length,
-    total: books.total,
-  };
 }
 
 /** `promise`, or undefined after `ms` if it has not settled by then. */
