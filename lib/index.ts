@@ -23,7 +23,12 @@ export type {
   TransactionOptions,
   TransactionRetryOptions,
 } from './transaction/transaction-options.interface.js';
-export type { PoolModuleOptions, ReplicaOptions } from './interfaces/pool-module-options.interface.js';
+export type {
+  LoadBalanceHosts,
+  PoolModuleOptions,
+  ReplicaOptions,
+  TargetSessionAttrs,
+} from './interfaces/pool-module-options.interface.js';
 export type {
   PoolModuleAsyncOptions,
   PoolModuleFactoryOptions,

@@ -121,6 +121,50 @@ export class DatabaseUnreachableError extends PoolUnavailableError {
   }
 }
 
+/** Why one host was not used for a connection: it did not answer, or its server is not what was asked for. */
+export interface HostRefusal {
+  /** `host:port`. */
+  readonly host: string;
+  /** The driver's reason (no password in it), or what the server is (`a hot standby`, `read-only`). */
+  readonly reason: string;
+}
+
+/** No host of a multi-host datasource answered as `targetSessionAttrs` asks (for now: a failover may be under way). */
+export class NoMatchingHostError extends PoolUnavailableError {
+  constructor(
+    /** Name of the datasource. */
+    readonly datasource: string,
+    /** The `targetSessionAttrs` asked for. */
+    readonly targetSessionAttrs: string,
+    /** Each host tried, in the order tried, and why it was not used. */
+    readonly refusals: readonly HostRefusal[],
+  ) {
+    super(
+      `Datasource "${datasource}" found no host matching targetSessionAttrs '${targetSessionAttrs}': ` +
+        refusals.map((refusal) => `${refusal.host} (${refusal.reason})`).join(', '),
+    );
+  }
+}
+
+/**
+ * A statement failed with SQLSTATE 25006 (read-only transaction) on a
+ * datasource that asks for a writable server: its host is no longer the
+ * primary. Its connections were closed and the next connection looks for
+ * the new primary; the request may succeed if retried (a transaction of the
+ * module is retried once by itself). The server's error is the `cause`.
+ */
+export class PrimaryLostError extends PoolUnavailableError {
+  constructor(
+    /** Name of the datasource. */
+    readonly datasource: string,
+    /** `host:port` of the server that refused the write. */
+    readonly host: string,
+    options: { cause: unknown },
+  ) {
+    super(`Datasource "${datasource}": ${host} no longer accepts writes (SQLSTATE 25006); its connections were closed`, options);
+  }
+}
+
 /** Counts of a pool at the moment an error was raised. */
 export interface PoolCounts {
   /** Open connections, those still connecting included. */

@@ -87,8 +87,15 @@ export interface LeasePolicy {
   readonly refuseStatement: ((input: QueryInput) => Error | undefined) | undefined;
   /** Whether a finished command may have written; set where the request's later reads must stay on the primary. */
   readonly mayHaveWritten: ((command: string | null | undefined) => boolean) | undefined;
-  /** True when the connection outlived its lifetime and must be closed, not reused. */
+  /** True when the connection outlived its lifetime (or its host was evicted) and must be closed, not reused. */
   isExpired(client: PoolClient): boolean;
+  /**
+   * Whether the server's `error` on `client` says the client's host no
+   * longer serves this datasource (a 25006 where writes are expected): the
+   * error to answer with instead, the connection then being closed.
+   * Asked once the server's ReadyForQuery has come, with what it reported before it.
+   */
+  readonly hostLost: ((client: PoolClient, error: Error) => Error | undefined) | undefined;
   /** The lease's client is back in the pool (or closed). */
   released(lease: ConnectionLease): void;
   warn(message: string): void;
@@ -102,8 +109,12 @@ export interface LeasePolicy {
 export class ConnectionLease implements RawClientOwner {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
-  /** Told when the client goes back with a transaction open (the scope slot that holds it). */
-  owner: { transactionCut(): void } | undefined = undefined;
+  /**
+   * The scope slot that holds the client: told when it goes back with a
+   * transaction open, and when its host was lost (the HTTP scope then tells
+   * its client when to retry).
+   */
+  owner: { transactionCut(): void; hostLost(error: Error): void } | undefined = undefined;
   /** Transactions on this client take turns (set by the first one; see transaction.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */
@@ -148,6 +159,11 @@ export class ConnectionLease implements RawClientOwner {
 
   get isReleased(): boolean {
     return this.released;
+  }
+
+  /** True once its connection failed, or must be closed for another reason: it will not be reused. */
+  get isBroken(): boolean {
+    return this.brokenBy !== undefined;
   }
 
   /** True while a query runs on the client or waits for its turn. */
@@ -252,9 +268,10 @@ export class ConnectionLease implements RawClientOwner {
       // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
       this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
         // Before the client may go back: a broken one must be marked so first.
-        const outcome = error ? this.outcomeOf(error) : undefined;
-        if (!error) this.noteCommands(result, input);
+        if (error) this.noteBroken(error);
+        else this.noteCommands(result, input);
         const ended = (): void => {
+          const outcome = error ? this.outcomeOf(error) : undefined;
           this.queryEnded(releaseAfter);
           done(outcome, result);
         };
@@ -325,7 +342,7 @@ export class ConnectionLease implements RawClientOwner {
     // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
     if (this.brokenBy) return;
     this.brokenBy = error;
-    this.policy.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
+    this.policy.warn(`a checked-out connection failed (${error.message}) on ${this.client.host}:${this.client.port}; it will be closed, not reused`);
   }
 
   /** Why a query cannot run on this client now, if it cannot. */
@@ -351,14 +368,25 @@ export class ConnectionLease implements RawClientOwner {
 
   /**
    * A DatabaseError is the server answering, unless it is FATAL (the server
-   * ends the session: pg_terminate_backend, shutdown); anything else
-   * (connection terminated, query read timeout) leaves the client unusable too.
+   * ends the session: pg_terminate_backend, shutdown) or of a class that
+   * ends it (08, 57P01-57P05, at any severity); anything else (connection
+   * terminated, query read timeout) leaves the client unusable too.
    */
+  private noteBroken(error: Error): void {
+    if (!(error instanceof DatabaseError) || endsSession(error)) this.brokenBy ??= error;
+  }
+
+  /** What a failed query answers: the server's error, or why its connection was closed. */
   private outcomeOf(error: Error): Error {
     if (error instanceof DatabaseError && !endsSession(error)) {
-      return this.abandoned && error.code === QUERY_CANCELED ? new RequestAbandonedError(this.policy.name, { cause: error }) : error;
+      if (this.abandoned && error.code === QUERY_CANCELED) return new RequestAbandonedError(this.policy.name, { cause: error });
+      const lost = this.policy.hostLost?.(this.client, error);
+      if (!lost) return error;
+      this.brokenBy ??= lost;
+      // A transaction of the module's runs again on its own (see withRetries()); other work's request is told when to retry.
+      if (!this.inTransactions) this.owner?.hostLost(lost);
+      return lost;
     }
-    this.brokenBy ??= error;
     return this.failure(error);
   }
 

@@ -69,6 +69,11 @@ class LeaseSlot implements LeaseRecipient {
     if (this.scope.isClosed) this.scope.cutTransaction(this.source);
   }
 
+  /** The client's host no longer serves the datasource: the request may succeed if retried (see clientRefused()). */
+  hostLost(error: Error): void {
+    this.scope.clientRefused(error);
+  }
+
   refused(error: Error): void {
     this.error = error;
     this.refusedOnce = true;
@@ -301,7 +306,7 @@ export class ConnectionScope {
     this.end(true);
   }
 
-  /** @internal A client could not be had for this scope (the HTTP scope tells its client when to retry). */
+  /** @internal A client could not be had for this scope, or its host was lost (the HTTP scope tells its client when to retry). */
   clientRefused(_error: Error): void {}
 
   /** @internal Drops the slot of a borrow that failed or of a client released before the end. */

@@ -109,8 +109,18 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
 
   private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
     if (!options.replicas?.length) return undefined;
-    // A replica takes the primary's pool settings, not where it connects.
-    const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, ...inherited } = options;
+    // A replica takes the primary's pool settings, not where it connects nor which server it wants there.
+    const {
+      replicas,
+      replicaRetryMillis,
+      connectionString: _c,
+      host: _h,
+      port: _p,
+      min: _m,
+      targetSessionAttrs: _target,
+      loadBalanceHosts: _loadBalance,
+      ...inherited
+    } = options;
     const replicaDatasources = replicas.map((replica, index) => {
       const poolName = replicaName(name, index);
       // An unreachable replica is skipped, not waited for: no startup retries.

@@ -9,6 +9,32 @@ import type { PoolConfig } from 'pg';
 export interface PoolModuleOptions extends PoolConfig {
   /** Datasource name, used by `@InjectPool(name)` and `@InjectConnection(name)`. Default `'default'`. */
   name?: string;
+  /**
+   * The server, or several as libpq takes them: a comma-separated list,
+   * each entry with its own port or `port`'s (`'db1:5432,db2:5433'`,
+   * `'db1,db2'`, `'[::1]:5432'` for IPv6). With several, each new
+   * connection tries them in order (see `loadBalanceHosts`) and keeps the
+   * first that `targetSessionAttrs` accepts, as libpq does. A multi-host
+   * `connectionString` (`postgres://u:p@db1:5432,db2:5433/app`) does the same.
+   * (A string rather than an array, so that these options stay assignable to
+   * node-postgres' own `PoolConfig`.)
+   */
+  host?: string;
+  /**
+   * What a connection's server must be, as libpq's `target_session_attrs`
+   * (or the connection string's parameter of that name): `'any'` (the
+   * default), `'read-write'` (not a hot standby, `default_transaction_read_only`
+   * off), `'read-only'` (either of those), `'primary'` (not a hot standby),
+   * `'standby'` (a hot standby), `'prefer-standby'` (a standby if any
+   * answers, else any). A connection that does not match is closed, and
+   * the connect fails with `NoMatchingHostError` when no host matches.
+   */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /**
+   * libpq's `load_balance_hosts`: `'disable'` (the default) tries the hosts
+   * in order; `'random'` spreads connections over every host that matches.
+   */
+  loadBalanceHosts?: LoadBalanceHosts;
   /** How many more times the startup check (`SELECT 1`) is tried after a failure. Default 3. */
   retryAttempts?: number;
   /** Milliseconds between two startup attempts. Default 1000. */
@@ -86,6 +112,12 @@ export interface PoolModuleOptions extends PoolConfig {
   /** How long a replica that failed stays out of rotation before it is tried again. Default 5000 ms. */
   replicaRetryMillis?: number;
 }
+
+/** Which server a connection must reach; libpq's `target_session_attrs`. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+
+/** How the hosts are tried; libpq's `load_balance_hosts`. */
+export type LoadBalanceHosts = 'disable' | 'random';
 
 /** Where one read replica is, and any pool setting that differs from the primary's. */
 export type ReplicaOptions = Omit<PoolModuleOptions, 'name' | 'replicas' | 'replicaRetryMillis'>;
