@@ -18,6 +18,7 @@ const NON_NEGATIVE_OPTIONS = [
   'maxWaitingClients',
   'leakDetectionThreshold',
   'replicaRetryMillis',
+  'requestDeadlineMillis',
 ] as const;
 
 /** node-postgres' own default for `max`. */
