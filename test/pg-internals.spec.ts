@@ -1,11 +1,12 @@
 import pg, { type TransactionStatus } from 'pg';
 import { sendCancelRequest } from '../lib/connection/cancel-request.js';
-import { backendKeyOf, forgetDeallocatedStatements, whenReadyForQuery } from '../lib/connection/pg-client-state.js';
+import { backendKeyOf, forgetDeallocatedStatements, reportedSetting, trackReportedSettings, whenReadyForQuery } from '../lib/connection/pg-client-state.js';
 import { serverConfig, waitForRunningQuery } from './support/database.js';
 
 // lib/connection/pg-client-state.ts reads what node-postgres keeps on a client
 // without a public API: processID, secretKey, readyForQuery, and on
-// client.connection the 'readyForQuery' event and the parsedStatements cache.
+// client.connection the 'readyForQuery' and 'parameterStatus' events and the
+// parsedStatements cache.
 // Each has a fallback there, which would quietly degrade the module (no
 // cancel, a stale transaction status, a named statement failing with 26000):
 // this suite fails instead, on a real client, when one goes missing or
@@ -81,5 +82,23 @@ describe('node-postgres internals the module reads', () => {
     expect(internals.connection.parsedStatements).toEqual({});
     // Parsed again, rather than failing with 26000 (prepared statement does not exist).
     await expect(client.query(named)).resolves.toMatchObject({ rows: [{ answer: 42 }] });
+  });
+
+  it("connection 'parameterStatus': the settings the server reports, at startup and as they change", async () => {
+    const own = new pg.Client(serverConfig());
+    expect(trackReportedSettings(own)).toBe(true);
+    await own.connect();
+    try {
+      const { rows } = await own.query<{ version: number }>("SELECT current_setting('server_version_num')::int AS version");
+      expect(reportedSetting(own, 'server_version')).toMatch(/^\d+/);
+      // Reported from PostgreSQL 14; host targeting asks the server instead before that.
+      if (rows[0].version < 140000) return;
+      expect(reportedSetting(own, 'in_hot_standby')).toBe('off');
+      expect(reportedSetting(own, 'default_transaction_read_only')).toBe('off');
+      await own.query('SET default_transaction_read_only = on');
+      expect(reportedSetting(own, 'default_transaction_read_only')).toBe('on');
+    } finally {
+      await own.end();
+    }
   });
 });

@@ -1,6 +1,13 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
-import { ConnectionFailedError, ConnectionScopeClosedError, PoolError, RequestAbandonedError } from '../pool.errors.js';
+import {
+  ConnectionFailedError,
+  ConnectionScopeClosedError,
+  DeadlineExceededError,
+  PoolError,
+  RequestAbandonedError,
+  WorkCancelledError,
+} from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
 import type { QueryCallback, QueryInput } from './query-input.js';
 import { RawClient, type RawClientOwner } from './raw-client.js';
@@ -38,25 +45,34 @@ const QUERY_CANCELED = '57014';
  * pg's promise API re-captures a failed query's stack here, in a reaction
  * its caller awaits, so that the stack leads back to the application rather
  * than to the socket read; the module's queries use pg's callback API and
- * keep that. A RequestAbandonedError leaves the promise quiet (see quietly()).
+ * keep that. A cancellation (see CancelReason) leaves the promise quiet (see quietly()).
  */
 export function withCallerStack<T>(promise: Promise<T>): Promise<T> {
   return passOnFailure(promise, true);
 }
 
-/** `promise`, quiet (see quietly()) if it rejects with a RequestAbandonedError. */
-export function quietIfAbandoned<T>(promise: Promise<T>): Promise<T> {
+/** `promise`, quiet (see quietly()) if it rejects with a WorkCancelledError. */
+export function quietIfCancelled<T>(promise: Promise<T>): Promise<T> {
   return passOnFailure(promise, false);
 }
 
 function passOnFailure<T>(promise: Promise<T>, recaptureStack: boolean): Promise<T> {
   const settled: Promise<T> = promise.catch((error: unknown) => {
     if (recaptureStack && error instanceof Error) Error.captureStackTrace(error);
-    if (error instanceof RequestAbandonedError) quietly(settled);
+    if (error instanceof WorkCancelledError) quietly(settled);
     throw error;
   });
   return settled;
 }
+
+/**
+ * Why the module cancels a lease's work, as the error that work fails
+ * with: its requester hung up (499) or its deadline passed (504).
+ */
+export type CancelReason = (datasource: string, options?: { cause: unknown }) => WorkCancelledError;
+
+export const HUNG_UP: CancelReason = (datasource, options) => new RequestAbandonedError(datasource, options);
+export const DEADLINE_PASSED: CancelReason = (datasource, options) => new DeadlineExceededError(datasource, options);
 
 /**
  * Marks `promise` as handled, so that Node does not end the process when
@@ -87,8 +103,15 @@ export interface LeasePolicy {
   readonly refuseStatement: ((input: QueryInput) => Error | undefined) | undefined;
   /** Whether a finished command may have written; set where the request's later reads must stay on the primary. */
   readonly mayHaveWritten: ((command: string | null | undefined) => boolean) | undefined;
-  /** True when the connection outlived its lifetime and must be closed, not reused. */
+  /** True when the connection outlived its lifetime (or its host was evicted) and must be closed, not reused. */
   isExpired(client: PoolClient): boolean;
+  /**
+   * Whether the server's `error` on `client` says the client's host no
+   * longer serves this datasource (a 25006 where writes are expected): the
+   * error to answer with instead, the connection then being closed.
+   * Asked once the server's ReadyForQuery has come, with what it reported before it.
+   */
+  readonly hostLost: ((client: PoolClient, error: Error) => Error | undefined) | undefined;
   /** The lease's client is back in the pool (or closed). */
   released(lease: ConnectionLease): void;
   warn(message: string): void;
@@ -102,8 +125,12 @@ export interface LeasePolicy {
 export class ConnectionLease implements RawClientOwner {
   /** `performance.now()` when the client was handed over, for the hold-time statistics. */
   readonly acquiredAt = performance.now();
-  /** Told when the client goes back with a transaction open (the scope slot that holds it). */
-  owner: { transactionCut(): void } | undefined = undefined;
+  /**
+   * The scope slot that holds the client: told when it goes back with a
+   * transaction open, and when its host was lost (the HTTP scope then tells
+   * its client when to retry).
+   */
+  owner: { transactionCut(): void; hostLost(error: Error): void } | undefined = undefined;
   /** Transactions on this client take turns (set by the first one; see transaction.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */
@@ -112,8 +139,8 @@ export class ConnectionLease implements RawClientOwner {
   private waiting: Array<(refused: Error | undefined) => void> | undefined = undefined;
   private brokenBy: Error | undefined = undefined;
   private released = false;
-  /** Released because nobody waits for its answers any more (`release(true)`, `destroy()`). */
-  private abandoned = false;
+  /** Set when its work was cancelled (`release(reason)`, `destroy()`): what that work fails with. */
+  private cancelledBy: CancelReason | undefined = undefined;
   /** A cancel request is on its way; resolves once the server has acted on it or the connection is given up. */
   private cancelling: Promise<void> | undefined = undefined;
   /** Set once the way back started (rollback, reset), so that it starts once. */
@@ -148,6 +175,11 @@ export class ConnectionLease implements RawClientOwner {
 
   get isReleased(): boolean {
     return this.released;
+  }
+
+  /** True once its connection failed, or must be closed for another reason: it will not be reused. */
+  get isBroken(): boolean {
+    return this.brokenBy !== undefined;
   }
 
   /** True while a query runs on the client or waits for its turn. */
@@ -252,9 +284,10 @@ export class ConnectionLease implements RawClientOwner {
       // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
       this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
         // Before the client may go back: a broken one must be marked so first.
-        const outcome = error ? this.outcomeOf(error) : undefined;
-        if (!error) this.noteCommands(result, input);
+        if (error) this.noteBroken(error);
+        else this.noteCommands(result, input);
         const ended = (): void => {
+          const outcome = error ? this.outcomeOf(error) : undefined;
           this.queryEnded(releaseAfter);
           done(outcome, result);
         };
@@ -270,15 +303,15 @@ export class ConnectionLease implements RawClientOwner {
   }
 
   /**
-   * Gives the client back once its running queries end. With `cancel`, the
-   * server is first asked to cancel them (the request that used them is
-   * gone), and the client goes back only once the server has acted on that
-   * too (see cancel()). Safe to call more than once.
+   * Gives the client back once its running queries end. With a `cancel`
+   * reason (the request that used them is gone, or out of time), the server
+   * is first asked to cancel them, and the client goes back only once the
+   * server has acted on that too (see cancel()). Safe to call more than once.
    */
-  release(cancel = false): void {
+  release(cancel?: CancelReason): void {
     if (this.released) return;
     this.released = true;
-    if (cancel) this.cancel();
+    if (cancel) this.cancel(cancel);
     this.releaseOnceIdle();
   }
 
@@ -291,7 +324,7 @@ export class ConnectionLease implements RawClientOwner {
   async destroy(reason: Error): Promise<void> {
     this.brokenBy ??= reason;
     this.released = true;
-    this.cancel();
+    this.cancel(HUNG_UP);
     this.releasing = true;
     this.releaseToPool();
     await this.cancelling;
@@ -299,7 +332,8 @@ export class ConnectionLease implements RawClientOwner {
 
   /**
    * The one way the module cancels a query, as nobody waits for its answer
-   * any more: its error becomes a RequestAbandonedError, later queries are
+   * any more or its request is out of time: its error becomes the reason's
+   * (a RequestAbandonedError, a DeadlineExceededError), later queries are
    * refused with one. PostgreSQL cancels whatever the backend runs when the
    * request arrives, not a given query: a cancel that arrived after the next
    * borrower's query started would kill that one. So the client goes back
@@ -307,8 +341,8 @@ export class ConnectionLease implements RawClientOwner {
    * it does after acting on it; if that is not seen in time, the connection
    * is closed, never reused.
    */
-  private cancel(): void {
-    this.abandoned = true;
+  private cancel(reason: CancelReason): void {
+    this.cancelledBy ??= reason;
     if (this.running === 0 || this.cancelling) return;
     const key = backendKeyOf(this.client);
     if (!key) return;
@@ -325,12 +359,12 @@ export class ConnectionLease implements RawClientOwner {
     // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
     if (this.brokenBy) return;
     this.brokenBy = error;
-    this.policy.warn(`a checked-out connection failed (${error.message}); it will be closed, not reused`);
+    this.policy.warn(`a checked-out connection failed (${error.message}) on ${this.client.host}:${this.client.port}; it will be closed, not reused`);
   }
 
   /** Why a query cannot run on this client now, if it cannot. */
   private whyRefused(input: QueryInput): Error | undefined {
-    if (this.released) return this.abandoned ? new RequestAbandonedError(this.policy.name) : new ConnectionScopeClosedError(this.policy.name);
+    if (this.released) return this.cancelledBy ? this.cancelledBy(this.policy.name) : new ConnectionScopeClosedError(this.policy.name);
     if (this.brokenBy) return this.failure(this.brokenBy);
     return this.policy.refuseStatement?.(input);
   }
@@ -339,8 +373,8 @@ export class ConnectionLease implements RawClientOwner {
     this.running--;
     if (releaseAfter) this.released = true;
     const next = this.waiting?.shift();
-    // A query that waited its turn runs unless the connection broke or its request was abandoned meanwhile.
-    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.abandoned ? new RequestAbandonedError(this.policy.name) : undefined);
+    // A query that waited its turn runs unless the connection broke or its work was cancelled meanwhile.
+    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.cancelledBy?.(this.policy.name));
     if (this.released) this.releaseOnceIdle();
   }
 
@@ -351,14 +385,25 @@ export class ConnectionLease implements RawClientOwner {
 
   /**
    * A DatabaseError is the server answering, unless it is FATAL (the server
-   * ends the session: pg_terminate_backend, shutdown); anything else
-   * (connection terminated, query read timeout) leaves the client unusable too.
+   * ends the session: pg_terminate_backend, shutdown) or of a class that
+   * ends it (08, 57P01-57P05, at any severity); anything else (connection
+   * terminated, query read timeout) leaves the client unusable too.
    */
+  private noteBroken(error: Error): void {
+    if (!(error instanceof DatabaseError) || endsSession(error)) this.brokenBy ??= error;
+  }
+
+  /** What a failed query answers: the server's error, or why its connection was closed. */
   private outcomeOf(error: Error): Error {
     if (error instanceof DatabaseError && !endsSession(error)) {
-      return this.abandoned && error.code === QUERY_CANCELED ? new RequestAbandonedError(this.policy.name, { cause: error }) : error;
+      if (this.cancelledBy && error.code === QUERY_CANCELED) return this.cancelledBy(this.policy.name, { cause: error });
+      const lost = this.policy.hostLost?.(this.client, error);
+      if (!lost) return error;
+      this.brokenBy ??= lost;
+      // A transaction of the module's runs again on its own (see withRetries()); other work's request is told when to retry.
+      if (!this.inTransactions) this.owner?.hostLost(lost);
+      return lost;
     }
-    this.brokenBy ??= error;
     return this.failure(error);
   }
 
@@ -392,7 +437,7 @@ export class ConnectionLease implements RawClientOwner {
     const key = backendKeyOf(this.client);
     if (key) void sendCancelRequest(key);
     // A hang-up ends such work on purpose: quiet (see quietly()).
-    if (!this.abandoned) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
+    if (!this.cancelledBy) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
   private async cleanThenRelease(reset: string | undefined): Promise<void> {

@@ -1,4 +1,4 @@
-import type { DatabaseError, PoolClient } from 'pg';
+import type { ClientBase, DatabaseError, PoolClient } from 'pg';
 
 /**
  * What node-postgres keeps on every client without a public API for it (pg
@@ -6,7 +6,8 @@ import type { DatabaseError, PoolClient } from 'pg';
  * whether a query awaits its ReadyForQuery, and the cache of prepared
  * statements. This file alone reads them, each checked before use, with a
  * fallback when missing: no cancel request, no wait for ReadyForQuery, no
- * cache to correct. test/pg-internals.spec.ts fails when one of them is
+ * cache to correct, no reported settings (the caller asks the server
+ * instead). test/pg-internals.spec.ts fails when one of them is
  * missing or changes shape on a real client.
  */
 interface ClientInternals {
@@ -20,6 +21,7 @@ interface ClientInternals {
     parsedStatements?: unknown;
     once?: unknown;
     off?: unknown;
+    on?: unknown;
   };
 }
 
@@ -117,4 +119,33 @@ export async function forgetDeallocatedStatements(client: PoolClient): Promise<v
   const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_prepared_statements');
   const prepared = new Set(rows.map((row) => row.name));
   for (const name of Object.keys(cache)) if (!prepared.has(name)) delete (cache as Record<string, unknown>)[name];
+}
+
+// The settings the server reported on a client (ParameterStatus), where trackReportedSettings() keeps them.
+const REPORTED = Symbol('nestjs-pg-pool:reportedSettings');
+type ReportingClient = ClientBase & { [REPORTED]?: Map<string, string> };
+
+/**
+ * Keeps, on `client`, the settings its server reports (ParameterStatus
+ * messages: at startup, and whenever one changes, e.g. `in_hot_standby` on
+ * promotion). node-postgres emits them on `client.connection` as
+ * 'parameterStatus' and keeps none. Call it before the client connects.
+ * False when the connection has no such events: reportedSetting() then
+ * knows nothing.
+ */
+export function trackReportedSettings(client: ClientBase): boolean {
+  const connection = (client as unknown as ClientInternals).connection;
+  if (typeof connection?.on !== 'function') return false;
+  const settings = new Map<string, string>();
+  (client as ReportingClient)[REPORTED] = settings;
+  (connection as { on(event: 'parameterStatus', listener: (message: unknown) => void): unknown }).on('parameterStatus', (message) => {
+    const { parameterName, parameterValue } = (message ?? {}) as { parameterName?: unknown; parameterValue?: unknown };
+    if (typeof parameterName === 'string' && typeof parameterValue === 'string') settings.set(parameterName, parameterValue);
+  });
+  return true;
+}
+
+/** The last value the server reported for `name` on `client` (see trackReportedSettings()); undefined if none was seen. */
+export function reportedSetting(client: ClientBase, name: string): string | undefined {
+  return (client as ReportingClient)[REPORTED]?.get(name);
 }

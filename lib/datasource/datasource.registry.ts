@@ -109,9 +109,20 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
 
   private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
     if (!options.replicas?.length) return undefined;
-    // A replica takes the primary's pool settings, not where it connects; its
-    // startup check never fails the boot, so it has no boot to go on without it.
-    const { replicas, replicaRetryMillis, connectionString: _c, host: _h, port: _p, min: _m, bootWithoutDatabase: _b, ...inherited } = options;
+    // A replica takes the primary's pool settings, not where it connects nor which server it wants there;
+    // its startup check never fails the boot, so it has no boot to go on without it.
+    const {
+      replicas,
+      replicaRetryMillis,
+      connectionString: _c,
+      host: _h,
+      port: _p,
+      min: _m,
+      targetSessionAttrs: _target,
+      loadBalanceHosts: _loadBalance,
+      bootWithoutDatabase: _bootWithout,
+      ...inherited
+    } = options;
     const replicaDatasources = replicas.map((replica, index) => {
       const poolName = replicaName(name, index);
       // An unreachable replica is skipped, not waited for: no startup retries.

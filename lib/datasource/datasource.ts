@@ -15,19 +15,22 @@ import {
 import {
   AuthenticationFailedError,
   DatabaseUnreachableError,
+  InvalidPoolOptionsError,
   PoolClosedError,
   PoolError,
   PoolExhaustedError,
   PoolQueueFullError,
+  PoolUnavailableError,
   type PoolCounts,
-  type PoolUnavailableError,
 } from '../pool.errors.js';
 import { delay, settlesWithin } from '../pool.utils.js';
 import { transactionPoolingRefusal } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
 import { AvailabilityLog } from './availability-log.js';
 import { connectMillis, timedClientClass } from './connect-time.js';
-import { describeTarget, redactSecrets } from './describe-target.js';
+import { connectionTarget, describeTarget, redactSecrets } from './describe-target.js';
+import { readHostChoice, type HostChoice } from './host-list.js';
+import { HostTargeting, targetedClientClass } from './host-targeting.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 import { StartupRetries } from './startup-retries.js';
 
@@ -50,6 +53,7 @@ export class Datasource implements LeaseSource {
   readonly pool: pg.Pool;
   readonly holdsPerQuery: boolean;
   readonly refusesAfterHangUp: boolean;
+  readonly deadlineMillis: number;
   /** What its leases need of it (see LeasePolicy), composed once from the options. */
   private readonly leasePolicy: LeasePolicy;
   /** `user@host:port/database`, safe for logs. */
@@ -57,6 +61,8 @@ export class Datasource implements LeaseSource {
   readonly stats: PoolStatsRecorder;
   private readonly leases = new Set<ConnectionLease>();
   private readonly max: number;
+  /** Which host each new connection goes to; undefined for one host and `targetSessionAttrs` 'any', where pg alone decides. */
+  private readonly targeting: HostTargeting | undefined;
   /** When each connection must be retired; see `maxLifetimeJitter`. */
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
@@ -90,20 +96,28 @@ export class Datasource implements LeaseSource {
       transactionPooling: _transactionPooling,
       queriesAfterHangUp: _afterHangUp,
       clientHold: _clientHold,
+      requestDeadlineMillis: _deadline,
       replicas: _replicas,
       replicaRetryMillis: _replicaRetry,
-      ...poolConfig
+      targetSessionAttrs: _target,
+      loadBalanceHosts: _loadBalance,
+      ...givenConfig
     } = options;
+    const choice = hostChoiceOf(name, options, givenConfig);
+    const poolConfig = choice.poolConfig;
+    // pg's typings give the option a narrower class than pg.Client, which the pool is made with by default.
+    const baseClient = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
+    this.targeting = this.hostTargeting(choice, baseClient);
     this.pool = new pg.Pool({
       keepAlive: true,
       connectionTimeoutMillis: DEFAULT_ACQUIRE_TIMEOUT_MS,
       ...poolConfig,
-      // pg's typings give the option a narrower class than pg.Client, which the pool is made with by default.
-      Client: timedClientClass(poolConfig.Client as typeof pg.Client | undefined) as unknown as pg.PoolConfig['Client'],
+      Client: timedClientClass(this.targeting ? targetedClientClass(baseClient, this.targeting) : baseClient) as unknown as pg.PoolConfig['Client'],
     });
     this.max = this.pool.options.max;
     this.holdsPerQuery = options.clientHold === 'query';
     this.refusesAfterHangUp = options.queriesAfterHangUp === 'refuse';
+    this.deadlineMillis = options.requestDeadlineMillis ?? 0;
     this.leasePolicy = {
       name,
       leakDetectionThreshold: options.leakDetectionThreshold ?? 0,
@@ -112,14 +126,17 @@ export class Datasource implements LeaseSource {
       // A request that wrote reads its own writes: only a datasource with replicas need know.
       mayHaveWritten: options.replicas?.length ? mayHaveWritten : undefined,
       isExpired: (client) => this.isExpired(client),
+      hostLost: this.targeting ? (client, error) => this.targeting?.hostLost(client, error) : undefined,
       released: (lease) => this.leaseReleased(lease),
       warn: (message) => this.warn(message),
     };
-    this.target = describeTarget(poolConfig);
-    this.stats = new PoolStatsRecorder(name, this.pool, replicaOf);
+    this.target = describeTarget(options);
+    this.stats = new PoolStatsRecorder(name, this.pool, replicaOf, this.targeting !== undefined);
     // Idle clients whose connection dies emit 'error' on the pool, which
     // removes them; without a listener the process would crash.
-    this.pool.on('error', (error) => this.warn(`an idle connection failed (${error.message}) and was removed`));
+    this.pool.on('error', (error, client) =>
+      this.warn(`an idle connection${this.targeting ? ` to ${client.host}:${client.port}` : ''} failed (${error.message}) and was removed`),
+    );
     // Once per connection rather than on every checkout: see watchLeasedClient().
     this.pool.on('connect', watchLeasedClient);
     this.pool.on('connect', (client) => {
@@ -189,7 +206,9 @@ export class Datasource implements LeaseSource {
     if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
+  /** True when `client` outlived its lifetime, or its host was evicted: it must be closed, not reused. */
   isExpired(client: pg.PoolClient): boolean {
+    if (this.targeting?.isEvicted(client)) return true;
     // Only connections with a maximum lifetime have a retirement date.
     if (!this.options.maxLifetimeSeconds) return false;
     const retireAt = this.retireAt.get(client);
@@ -396,7 +415,7 @@ export class Datasource implements LeaseSource {
       if (!this.waiting.delete(recipient)) return client?.release();
       if (error || !client) return recipient.refused(this.acquireError(error, waitStarted));
       if (this.isExpired(client)) {
-        client.release(new PoolError('connection reached its maximum lifetime'));
+        client.release(new PoolError('connection retired (maximum lifetime, or its host was evicted)'));
         return this.checkOut(waitStarted, holder, askedAt, recipient);
       }
       const lease = new ConnectionLease(this.leasePolicy, client, holder, askedAt);
@@ -405,6 +424,41 @@ export class Datasource implements LeaseSource {
       this.leases.add(lease);
       recipient.received(lease);
     });
+  }
+
+  /**
+   * Host targeting for several hosts or a `targetSessionAttrs`; undefined
+   * for one host and 'any', so that such a datasource's connections cost
+   * nothing more than pg's.
+   */
+  private hostTargeting(choice: HostChoice, baseClient: typeof pg.Client): HostTargeting | undefined {
+    if (choice.hosts.length <= 1 && choice.targetSessionAttrs === 'any') return undefined;
+    const single = connectionTarget(choice.poolConfig);
+    const hosts = choice.hosts.length ? choice.hosts : single ? [{ host: single.host, port: single.port }] : [];
+    return new HostTargeting(
+      this.name,
+      hosts,
+      choice.targetSessionAttrs,
+      choice.loadBalanceHosts,
+      () => new baseClient(this.pool.options),
+      { warn: (message) => this.warn(message), debug: (message) => this.debug(message), hostEvicted: () => this.closeEvictedIdle() },
+      (text) => this.redact(text),
+    );
+  }
+
+  /**
+   * Closes the idle connections of an evicted host now. pg-pool offers no
+   * way to close an idle client of one's choosing: each idle client is
+   * checked out (an idle one is handed out before any new one is opened)
+   * and released, closed if it is of the evicted host. Those checked out
+   * meanwhile are closed as they come back (see isExpired()).
+   */
+  private closeEvictedIdle(): void {
+    for (let idle = this.pool.idleCount; idle > 0; idle--) {
+      this.pool.connect((error, client) => {
+        if (!error && client) client.release(this.isExpired(client) ? new PoolError('its host was evicted') : undefined);
+      });
+    }
   }
 
   private lifetimeMillis(): number {
@@ -435,6 +489,11 @@ export class Datasource implements LeaseSource {
    */
   private describeAcquireError(error: unknown, waited: number): PoolUnavailableError {
     if (this.closing) return new PoolClosedError(this.name);
+    // Host targeting's own verdict (no host matches), already worded.
+    if (error instanceof PoolUnavailableError) {
+      this.stats.recordError();
+      return error;
+    }
     const timeout = this.pool.options.connectionTimeoutMillis ?? 0;
     const timedOut = timeout > 0 && waited >= timeout - TIMER_SLACK_MS && codeOf(error) === undefined;
     if (timedOut) this.stats.recordAcquireTimeout();
@@ -484,6 +543,13 @@ export class Datasource implements LeaseSource {
   private redact(text: string): string {
     return redactSecrets(text, this.options);
   }
+}
+
+/** The hosts and targeting of `options` (validated before: see validatePoolOptions()). */
+function hostChoiceOf(name: string, options: PoolModuleOptions, config: Omit<PoolModuleOptions, 'targetSessionAttrs' | 'loadBalanceHosts'>): HostChoice {
+  const choice = readHostChoice(options, config as pg.PoolConfig);
+  if ('reason' in choice) throw new InvalidPoolOptionsError(name, choice.option, choice.reason);
+  return choice;
 }
 
 function codeOf(error: unknown): string | undefined {

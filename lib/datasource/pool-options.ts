@@ -1,5 +1,6 @@
 import type { PoolModuleOptions } from '../interfaces/pool-module-options.interface.js';
 import { InvalidPoolOptionsError } from '../pool.errors.js';
+import { readHostChoice } from './host-list.js';
 
 // Options that hold a duration or a count and must not be negative.
 const NON_NEGATIVE_OPTIONS = [
@@ -18,6 +19,7 @@ const NON_NEGATIVE_OPTIONS = [
   'maxWaitingClients',
   'leakDetectionThreshold',
   'replicaRetryMillis',
+  'requestDeadlineMillis',
 ] as const;
 
 /** node-postgres' own default for `max`. */
@@ -61,6 +63,9 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
   if (hold !== undefined && hold !== 'request' && hold !== 'query') {
     fail('clientHold', `must be 'request' or 'query', got ${String(hold)}`);
   }
+  // The host list, targetSessionAttrs and loadBalanceHosts, as the datasource will read them.
+  const hosts = readHostChoice(options, options);
+  if ('reason' in hosts) fail(hosts.option, hosts.reason);
   if (options.bootWithoutDatabase !== undefined && typeof options.bootWithoutDatabase !== 'boolean') {
     fail('bootWithoutDatabase', `must be true or false, got ${String(options.bootWithoutDatabase)}`);
   }

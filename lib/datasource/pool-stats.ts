@@ -59,6 +59,11 @@ export interface PoolStats {
   readonly acquireWait: DurationDistribution;
   /** How long connections stayed checked out. */
   readonly holdTime: DurationDistribution;
+  /**
+   * Of a datasource with several hosts or a `targetSessionAttrs`: its open
+   * connections by the host each is on (`host:port`). Absent otherwise.
+   */
+  readonly connectionsByHost?: Readonly<Record<string, number>>;
 }
 
 /** Fixed-bucket histogram: recording is a short loop and two additions, no allocation. */
@@ -108,12 +113,26 @@ export class PoolStatsRecorder {
   private readonly acquireWait = new DurationHistogram();
   private readonly holdTime = new DurationHistogram();
   private readonly observers = new Set<PoolStatsObserver>();
+  /** Open connections by `host:port`, kept for datasources that choose among hosts. */
+  private readonly byHost: Map<string, number> | undefined;
 
   constructor(
     private readonly name: string,
     private readonly pool: pg.Pool,
     private readonly replicaOf?: string,
+    countByHost = false,
   ) {
+    if (countByHost) {
+      const byHost = (this.byHost = new Map());
+      const count = (client: pg.Client, change: number): void => {
+        const host = `${client.host}:${client.port}`;
+        const left = (byHost.get(host) ?? 0) + change;
+        if (left > 0) byHost.set(host, left);
+        else byHost.delete(host);
+      };
+      pool.on('connect', (client) => count(client as pg.Client, 1));
+      pool.on('remove', (client) => count(client as pg.Client, -1));
+    }
     pool.on('connect', (client) => {
       this.created++;
       const millis = connectMillis(client);
@@ -178,6 +197,7 @@ export class PoolStatsRecorder {
       errors: this.errors,
       acquireWait: this.acquireWait.snapshot(),
       holdTime: this.holdTime.snapshot(),
+      ...(this.byHost ? { connectionsByHost: Object.fromEntries(this.byHost) } : {}),
     };
   }
 }

@@ -1,5 +1,5 @@
 import { DatabaseError } from 'pg';
-import { PoolClosedError, PoolExhaustedError, PoolQueueFullError } from '../pool.errors.js';
+import { NoMatchingHostError, PoolClosedError, PoolExhaustedError, PoolQueueFullError, PrimaryLostError } from '../pool.errors.js';
 
 // Short reasons for what a ping can run into. They are what /health shows:
 // fixed words, never a server message that could carry a user or host name.
@@ -32,6 +32,9 @@ const REASON_BY_MESSAGE: Readonly<Record<string, string>> = {
 export function describeFailure(error: unknown): string {
   if (error instanceof PoolClosedError) return 'datasource shutting down';
   if (error instanceof PoolExhaustedError || error instanceof PoolQueueFullError) return 'pool exhausted';
+  // The hosts, which the error names, stay out of /health.
+  if (error instanceof NoMatchingHostError) return `no host matching targetSessionAttrs '${error.targetSessionAttrs}'`;
+  if (error instanceof PrimaryLostError) return 'primary lost';
   if (error instanceof Error && error.name === 'TimeoutError') return 'timeout';
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && REASON_BY_CODE[code]) return REASON_BY_CODE[code];

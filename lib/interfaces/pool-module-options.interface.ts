@@ -16,6 +16,32 @@ export interface PoolModuleOptions extends PoolConfig {
    * calls it itself and never logs what it returns.
    */
   password?: string | (() => string | Promise<string>);
+  /**
+   * The server, or several as libpq takes them: a comma-separated list,
+   * each entry with its own port or `port`'s (`'db1:5432,db2:5433'`,
+   * `'db1,db2'`, `'[::1]:5432'` for IPv6). With several, each new
+   * connection tries them in order (see `loadBalanceHosts`) and keeps the
+   * first that `targetSessionAttrs` accepts, as libpq does. A multi-host
+   * `connectionString` (`postgres://u:p@db1:5432,db2:5433/app`) does the same.
+   * (A string rather than an array, so that these options stay assignable to
+   * node-postgres' own `PoolConfig`.)
+   */
+  host?: string;
+  /**
+   * What a connection's server must be, as libpq's `target_session_attrs`
+   * (or the connection string's parameter of that name): `'any'` (the
+   * default), `'read-write'` (not a hot standby, `default_transaction_read_only`
+   * off), `'read-only'` (either of those), `'primary'` (not a hot standby),
+   * `'standby'` (a hot standby), `'prefer-standby'` (a standby if any
+   * answers, else any). A connection that does not match is closed, and
+   * the connect fails with `NoMatchingHostError` when no host matches.
+   */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /**
+   * libpq's `load_balance_hosts`: `'disable'` (the default) tries the hosts
+   * in order; `'random'` spreads connections over every host that matches.
+   */
+  loadBalanceHosts?: LoadBalanceHosts;
   /** How many more times the startup check (`SELECT 1`) is tried after a failure. Default 3. */
   retryAttempts?: number;
   /**
@@ -91,6 +117,15 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   clientHold?: 'request' | 'query';
   /**
+   * How long (ms) a request's work on this datasource may run, counted from
+   * the request's start, unless the request was given a deadline of its own
+   * (`@RequestDeadline()`, `setRequestDeadline()`). When it passes, the
+   * running query is cancelled on the server, an open transaction is rolled
+   * back, later queries of the request fail at once, all with
+   * `DeadlineExceededError` (HTTP 504). Default: none.
+   */
+  requestDeadlineMillis?: number;
+  /**
    * The datasource runs behind a pooler in transaction mode (PgBouncer
    * `pool_mode = transaction`): statements that need a server session of
    * their own (`SET`, `LISTEN`, session advisory locks, named prepared
@@ -108,6 +143,12 @@ export interface PoolModuleOptions extends PoolConfig {
   /** How long a replica that failed stays out of rotation before it is tried again. Default 5000 ms. */
   replicaRetryMillis?: number;
 }
+
+/** Which server a connection must reach; libpq's `target_session_attrs`. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+
+/** How the hosts are tried; libpq's `load_balance_hosts`. */
+export type LoadBalanceHosts = 'disable' | 'random';
 
 /** Where one read replica is, and any pool setting that differs from the primary's. */
 export type ReplicaOptions = Omit<PoolModuleOptions, 'name' | 'replicas' | 'replicaRetryMillis' | 'bootWithoutDatabase'>;

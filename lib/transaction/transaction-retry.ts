@@ -1,4 +1,5 @@
 import { DatabaseError } from 'pg';
+import { PrimaryLostError } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import type { TransactionRetryOptions } from './transaction-options.interface.js';
 
@@ -12,13 +13,22 @@ const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
 /**
  * Runs `attempt` again after a serialization failure or a deadlock, at most
  * `retry.maxRetries` more times, waiting longer before each retry. Without
- * `retry` it runs once.
+ * `retry` it runs once, but for one case: a transaction whose server turned
+ * out no longer to be the primary (PrimaryLostError) is run again once, at
+ * once, whatever `retry` says: its rollback undid everything, and the next
+ * connection goes to the new primary.
  */
 export async function withRetries<T>(retry: TransactionRetryOptions | undefined, attempt: () => Promise<T>): Promise<T> {
+  let primaryLost = false;
   for (let failures = 0; ; failures++) {
     try {
       return await attempt();
     } catch (error) {
+      if (error instanceof PrimaryLostError && !primaryLost) {
+        primaryLost = true;
+        failures--;
+        continue;
+      }
       if (!retry || failures >= retry.maxRetries || !isRetryable(error)) throw error;
       await delay(backoffMs(retry, failures));
     }

@@ -139,7 +139,13 @@ export class OpenTransaction implements Transaction {
       result = await enterTransaction(this, () => work(this));
     } catch (error) {
       await this.nested.idle();
-      if (this.isActive) await this.rollback().catch((rollbackError: unknown) => this.reportFailedRollback(rollbackError));
+      if (this.isActive) {
+        // A connection that had failed already is closed, which ends its transaction on the server: no news to log.
+        const broken = this.lease.isBroken;
+        await this.rollback().catch((rollbackError: unknown) => {
+          if (!broken) this.reportFailedRollback(rollbackError);
+        });
+      }
       throw error;
     }
     await this.nested.idle();

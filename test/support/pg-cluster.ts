@@ -130,6 +130,31 @@ export class PgCluster {
     await this.pg('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', '-t', '30', 'stop']);
   }
 
+  /** Promotes a standby to primary; resolves once it takes writes. */
+  async promote(): Promise<void> {
+    await this.pg('pg_ctl', ['-D', this.dataDir, '-w', '-t', '30', 'promote']);
+  }
+
+  /**
+   * Makes every new transaction read-only by default, as a primary being
+   * demoted is made (or writable again), without a restart: sessions take it
+   * at their next statement, and servers from PostgreSQL 14 report it to them.
+   */
+  async setReadOnly(readOnly: boolean): Promise<void> {
+    await this.query('postgres', `ALTER SYSTEM SET default_transaction_read_only = ${readOnly ? 'on' : 'off'}`);
+    await this.query('postgres', 'SELECT pg_reload_conf()');
+  }
+
+  /** Client sessions open on `database` (this query's own excluded). */
+  async sessionCount(database: string): Promise<number> {
+    const { rows } = await this.query<{ count: number }>(
+      'postgres',
+      "SELECT count(*)::int AS count FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = $1 AND pid <> pg_backend_pid()",
+      [database],
+    );
+    return rows[0].count;
+  }
+
   /** Stops the server if it runs, then removes its folders. */
   async destroy(): Promise<void> {
     try {
