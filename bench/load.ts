@@ -1,12 +1,15 @@
 import autocannon from 'autocannon';
+import { runOpenLoop } from './open-loop.js';
 import type { LoadRequest, LoadResult } from './protocol.js';
 
 /**
  * The load generator, in a process of its own so that it never shares the
- * server's event loop: receives a LoadRequest over IPC, runs autocannon,
- * answers with a LoadResult. Bounded by `duration` (and `amount`).
+ * server's event loop: receives a LoadRequest over IPC, runs autocannon
+ * (as many requests as the server answers) or, with a rate, the open-loop
+ * generator; answers with a LoadResult. Bounded by `duration` (and `amount`).
  */
 function run(request: LoadRequest): Promise<LoadResult> {
+  if (request.rate) return runOpenLoop({ ...request, rate: request.rate });
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -15,7 +18,6 @@ function run(request: LoadRequest): Promise<LoadResult> {
         pipelining: 1,
         duration: request.duration,
         ...(request.amount ? { amount: request.amount } : {}),
-        ...(request.rate ? { overallRate: request.rate } : {}),
         timeout: 10,
       },
       (error, result) => {

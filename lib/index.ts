@@ -12,6 +12,8 @@ export { DEFAULT_DATASOURCE_NAME } from './pool.constants.js';
 export { PoolConnection } from './pool-connection.js';
 export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
+export { RequestDeadline } from './deadline/request-deadline.decorator.js';
+export { setRequestDeadline } from './deadline/request-deadline.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
 export { Transactional, type AsyncMethod, type AsyncMethodDecorator } from './transaction/transactional.decorator.js';

@@ -1,5 +1,5 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
-import { quietIfAbandoned, type ConnectionLease } from './connection/connection-lease.js';
+import { quietIfCancelled, type ConnectionLease } from './connection/connection-lease.js';
 import type { ConnectionScope } from './connection/connection-scope.js';
 import { isInTransaction } from './connection/pg-client-state.js';
 import type { QueryInput } from './connection/query-input.js';
@@ -62,7 +62,7 @@ export class PoolConnection {
     if (transaction !== undefined) return transaction.query<R>(input, values);
     const replicas = this.replicas;
     if (replicas !== undefined && this.mayReadFromReplica(input, context?.scope)) {
-      return quietIfAbandoned(this.readFromReplica<R>(replicas, context?.scope, input, values));
+      return quietIfCancelled(this.readFromReplica<R>(replicas, context?.scope, input, values));
     }
     if (context === undefined) return this.datasource.query<R>(input, values);
     return context.scope.query<R>(this.datasource, input, values);
@@ -126,7 +126,7 @@ export class PoolConnection {
    * when it throws. Called inside a transaction, runs `work` in a savepoint.
    */
   transaction<T>(work: (transaction: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    return quietIfAbandoned(this.runTransaction(work, options));
+    return quietIfCancelled(this.runTransaction(work, options));
   }
 
   private async runTransaction<T>(work: (transaction: Transaction) => Promise<T>, options: TransactionOptions): Promise<T> {

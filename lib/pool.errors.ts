@@ -264,33 +264,66 @@ export class ConnectionScopeClosedError extends PoolError {
 }
 
 /**
- * The HTTP client of the request hung up: the query its handler was running
- * was cancelled (`cause` is the server's 57014), or work asked for after the
- * hang-up was refused (`queriesAfterHangUp: 'refuse'`). Shaped like an
- * http-errors error with status 499 (client closed request), which Nest
- * answers if it still can, without logging it. A promise the module rejects
- * with it never counts as an unhandled rejection (it often lands in work
- * nobody awaits any more); a promise the application makes of it, such as
- * an async function's, is the application's to handle.
+ * Work the module cancelled or refused on purpose: its requester hung up
+ * (RequestAbandonedError) or ran out of time (DeadlineExceededError). Shaped
+ * like an http-errors error, which Nest's default filter answers with its
+ * status (if the response is still open) without logging it. A promise the
+ * module rejects with one never counts as an unhandled rejection (it often
+ * lands in work nobody awaits any more); a promise the application makes of
+ * it, such as an async function's, is the application's to handle.
  */
-export class RequestAbandonedError extends QuietPoolError {
-  /** 499, nginx's "client closed request". Nest's default filter answers with it only if the response is still open. */
-  readonly statusCode = 499;
+export abstract class WorkCancelledError extends QuietPoolError {
+  /** The HTTP status Nest's default filter answers with. */
+  readonly statusCode: number;
   /** Same as `statusCode`, as http-errors sets both; Nest's default filter takes the error for an HTTP one only when they agree. */
-  readonly status = 499;
-  /** True, so Nest's default filter sends the message rather than the bare status text: it holds no secret. */
-  readonly expose = true;
+  readonly status: number;
+  /** Whether the HTTP client gets the message (a 4xx) or the status text alone (a 5xx, as http-errors does). */
+  readonly expose: boolean;
 
-  constructor(
+  protected constructor(
     /** Name of the datasource whose work was cancelled or refused. */
     readonly datasource: string,
+    status: number,
+    message: string,
     options?: { cause: unknown },
   ) {
-    super(
-      `The client of this request went away: its work on datasource "${datasource}" was ` +
-        (options ? 'cancelled' : "refused (queriesAfterHangUp: 'refuse')"),
-      options,
-    );
+    super(message, options);
+    this.statusCode = this.status = status;
+    this.expose = status < 500;
+  }
+}
+
+/**
+ * The HTTP client of the request hung up: the query its handler was running
+ * was cancelled (`cause` is the server's 57014), or work asked for after the
+ * hang-up was refused (`queriesAfterHangUp: 'refuse'`). Answered 499, nginx's
+ * "client closed request", with its message, which holds no secret.
+ */
+export class RequestAbandonedError extends WorkCancelledError {
+  constructor(datasource: string, options?: { cause: unknown }) {
+    const what = options ? 'cancelled' : "refused (queriesAfterHangUp: 'refuse')";
+    super(datasource, 499, `The client of this request went away: its work on datasource "${datasource}" was ${what}`, options);
+  }
+}
+
+/**
+ * The request's deadline passed (`requestDeadlineMillis`, `@RequestDeadline()`
+ * or `setRequestDeadline()`): the query its handler was running was cancelled
+ * on the server (`cause` is the server's 57014) and its transaction rolled
+ * back, or later work of the request was refused without borrowing a client.
+ * Answered 504 Gateway Timeout, with the status text alone.
+ */
+export class DeadlineExceededError extends WorkCancelledError {
+  constructor(datasource: string, options?: { cause: unknown }) {
+    const what = options ? 'cancelled' : 'refused';
+    super(datasource, 504, `The deadline of this request passed: its work on datasource "${datasource}" was ${what}`, options);
+  }
+}
+
+/** A deadline given to `@RequestDeadline()` or `setRequestDeadline()` is not a positive number of milliseconds. */
+export class InvalidDeadlineError extends PoolError {
+  constructor(readonly value: unknown) {
+    super(`A request deadline must be a positive, finite number of milliseconds, got ${String(value)}`);
   }
 }
 
@@ -314,11 +347,13 @@ export class ClientReleasedError extends PoolError {
 /** `getClient()` was called where no connection scope is open, so nothing would release the client. */
 export class NoConnectionScopeError extends PoolError {
   constructor(
-    /** Name of the datasource `getClient()` was called on. */
-    readonly datasource: string,
+    /** Name of the datasource `getClient()` was called on; undefined for `setRequestDeadline()`. */
+    readonly datasource: string | undefined,
+    /** What was called. */
+    operation = 'getClient()',
   ) {
     super(
-      `getClient() on datasource "${datasource}" needs a connection scope: call it inside a request ` +
+      `${operation}${datasource === undefined ? '' : ` on datasource "${datasource}"`} needs a connection scope: call it inside a request ` +
         'or inside ConnectionScope.run()',
     );
   }

@@ -32,6 +32,7 @@ describe('invalid options fail at bootstrap with a typed error', () => {
     ['a negative timeout', { connectionTimeoutMillis: -1 }, 'connectionTimeoutMillis'],
     ['a negative statement timeout', { statement_timeout: -5 }, 'statement_timeout'],
     ['a negative drain timeout', { drainTimeoutMillis: -1 }, 'drainTimeoutMillis'],
+    ['a negative request deadline', { requestDeadlineMillis: -1 }, 'requestDeadlineMillis'],
     ['an empty name', { name: '' }, 'name'],
     ['an unknown hang-up policy', { queriesAfterHangUp: 'ignore' as 'run' }, 'queriesAfterHangUp'],
     ['a password neither a string nor a function', { password: 1234 as unknown as string }, 'password'],

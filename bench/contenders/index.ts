@@ -315,6 +315,13 @@ export const EXPERIMENTS: Contender[] = [
     module: () =>
       app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0, clientHold: 'query' })]),
   },
+  {
+    id: 'pg-pool-module-deadline',
+    label: '(1) with requestDeadlineMillis: 30000',
+    pool: 'module',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0, requestDeadlineMillis: 30_000 })]),
+  },
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {
     id: 'x-inner-scope',

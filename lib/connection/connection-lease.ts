@@ -1,6 +1,13 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { DatabaseError } from 'pg';
-import { ConnectionFailedError, ConnectionScopeClosedError, PoolError, RequestAbandonedError } from '../pool.errors.js';
+import {
+  ConnectionFailedError,
+  ConnectionScopeClosedError,
+  DeadlineExceededError,
+  PoolError,
+  RequestAbandonedError,
+  WorkCancelledError,
+} from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
 import type { QueryCallback, QueryInput } from './query-input.js';
 import { RawClient, type RawClientOwner } from './raw-client.js';
@@ -38,25 +45,34 @@ const QUERY_CANCELED = '57014';
  * pg's promise API re-captures a failed query's stack here, in a reaction
  * its caller awaits, so that the stack leads back to the application rather
  * than to the socket read; the module's queries use pg's callback API and
- * keep that. A RequestAbandonedError leaves the promise quiet (see quietly()).
+ * keep that. A cancellation (see CancelReason) leaves the promise quiet (see quietly()).
  */
 export function withCallerStack<T>(promise: Promise<T>): Promise<T> {
   return passOnFailure(promise, true);
 }
 
-/** `promise`, quiet (see quietly()) if it rejects with a RequestAbandonedError. */
-export function quietIfAbandoned<T>(promise: Promise<T>): Promise<T> {
+/** `promise`, quiet (see quietly()) if it rejects with a WorkCancelledError. */
+export function quietIfCancelled<T>(promise: Promise<T>): Promise<T> {
   return passOnFailure(promise, false);
 }
 
 function passOnFailure<T>(promise: Promise<T>, recaptureStack: boolean): Promise<T> {
   const settled: Promise<T> = promise.catch((error: unknown) => {
     if (recaptureStack && error instanceof Error) Error.captureStackTrace(error);
-    if (error instanceof RequestAbandonedError) quietly(settled);
+    if (error instanceof WorkCancelledError) quietly(settled);
     throw error;
   });
   return settled;
 }
+
+/**
+ * Why the module cancels a lease's work, as the error that work fails
+ * with: its requester hung up (499) or its deadline passed (504).
+ */
+export type CancelReason = (datasource: string, options?: { cause: unknown }) => WorkCancelledError;
+
+export const HUNG_UP: CancelReason = (datasource, options) => new RequestAbandonedError(datasource, options);
+export const DEADLINE_PASSED: CancelReason = (datasource, options) => new DeadlineExceededError(datasource, options);
 
 /**
  * Marks `promise` as handled, so that Node does not end the process when
@@ -123,8 +139,8 @@ export class ConnectionLease implements RawClientOwner {
   private waiting: Array<(refused: Error | undefined) => void> | undefined = undefined;
   private brokenBy: Error | undefined = undefined;
   private released = false;
-  /** Released because nobody waits for its answers any more (`release(true)`, `destroy()`). */
-  private abandoned = false;
+  /** Set when its work was cancelled (`release(reason)`, `destroy()`): what that work fails with. */
+  private cancelledBy: CancelReason | undefined = undefined;
   /** A cancel request is on its way; resolves once the server has acted on it or the connection is given up. */
   private cancelling: Promise<void> | undefined = undefined;
   /** Set once the way back started (rollback, reset), so that it starts once. */
@@ -287,15 +303,15 @@ export class ConnectionLease implements RawClientOwner {
   }
 
   /**
-   * Gives the client back once its running queries end. With `cancel`, the
-   * server is first asked to cancel them (the request that used them is
-   * gone), and the client goes back only once the server has acted on that
-   * too (see cancel()). Safe to call more than once.
+   * Gives the client back once its running queries end. With a `cancel`
+   * reason (the request that used them is gone, or out of time), the server
+   * is first asked to cancel them, and the client goes back only once the
+   * server has acted on that too (see cancel()). Safe to call more than once.
    */
-  release(cancel = false): void {
+  release(cancel?: CancelReason): void {
     if (this.released) return;
     this.released = true;
-    if (cancel) this.cancel();
+    if (cancel) this.cancel(cancel);
     this.releaseOnceIdle();
   }
 
@@ -308,7 +324,7 @@ export class ConnectionLease implements RawClientOwner {
   async destroy(reason: Error): Promise<void> {
     this.brokenBy ??= reason;
     this.released = true;
-    this.cancel();
+    this.cancel(HUNG_UP);
     this.releasing = true;
     this.releaseToPool();
     await this.cancelling;
@@ -316,7 +332,8 @@ export class ConnectionLease implements RawClientOwner {
 
   /**
    * The one way the module cancels a query, as nobody waits for its answer
-   * any more: its error becomes a RequestAbandonedError, later queries are
+   * any more or its request is out of time: its error becomes the reason's
+   * (a RequestAbandonedError, a DeadlineExceededError), later queries are
    * refused with one. PostgreSQL cancels whatever the backend runs when the
    * request arrives, not a given query: a cancel that arrived after the next
    * borrower's query started would kill that one. So the client goes back
@@ -324,8 +341,8 @@ export class ConnectionLease implements RawClientOwner {
    * it does after acting on it; if that is not seen in time, the connection
    * is closed, never reused.
    */
-  private cancel(): void {
-    this.abandoned = true;
+  private cancel(reason: CancelReason): void {
+    this.cancelledBy ??= reason;
     if (this.running === 0 || this.cancelling) return;
     const key = backendKeyOf(this.client);
     if (!key) return;
@@ -347,7 +364,7 @@ export class ConnectionLease implements RawClientOwner {
 
   /** Why a query cannot run on this client now, if it cannot. */
   private whyRefused(input: QueryInput): Error | undefined {
-    if (this.released) return this.abandoned ? new RequestAbandonedError(this.policy.name) : new ConnectionScopeClosedError(this.policy.name);
+    if (this.released) return this.cancelledBy ? this.cancelledBy(this.policy.name) : new ConnectionScopeClosedError(this.policy.name);
     if (this.brokenBy) return this.failure(this.brokenBy);
     return this.policy.refuseStatement?.(input);
   }
@@ -356,8 +373,8 @@ export class ConnectionLease implements RawClientOwner {
     this.running--;
     if (releaseAfter) this.released = true;
     const next = this.waiting?.shift();
-    // A query that waited its turn runs unless the connection broke or its request was abandoned meanwhile.
-    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.abandoned ? new RequestAbandonedError(this.policy.name) : undefined);
+    // A query that waited its turn runs unless the connection broke or its work was cancelled meanwhile.
+    if (next) return next(this.brokenBy ? this.failure(this.brokenBy) : this.cancelledBy?.(this.policy.name));
     if (this.released) this.releaseOnceIdle();
   }
 
@@ -379,7 +396,7 @@ export class ConnectionLease implements RawClientOwner {
   /** What a failed query answers: the server's error, or why its connection was closed. */
   private outcomeOf(error: Error): Error {
     if (error instanceof DatabaseError && !endsSession(error)) {
-      if (this.abandoned && error.code === QUERY_CANCELED) return new RequestAbandonedError(this.policy.name, { cause: error });
+      if (this.cancelledBy && error.code === QUERY_CANCELED) return this.cancelledBy(this.policy.name, { cause: error });
       const lost = this.policy.hostLost?.(this.client, error);
       if (!lost) return error;
       this.brokenBy ??= lost;
@@ -420,7 +437,7 @@ export class ConnectionLease implements RawClientOwner {
     const key = backendKeyOf(this.client);
     if (key) void sendCancelRequest(key);
     // A hang-up ends such work on purpose: quiet (see quietly()).
-    if (!this.abandoned) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
+    if (!this.cancelledBy) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
   private async cleanThenRelease(reset: string | undefined): Promise<void> {

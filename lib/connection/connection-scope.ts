@@ -1,7 +1,7 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { currentContext, runInContext } from '../context/request-context.js';
-import { ConnectionScopeClosedError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
-import { quietly, withCallerStack, type ConnectionLease } from './connection-lease.js';
+import { ConnectionScopeClosedError, DeadlineExceededError, RequestAbandonedError, type PoolError } from '../pool.errors.js';
+import { DEADLINE_PASSED, HUNG_UP, quietly, withCallerStack, type ConnectionLease } from './connection-lease.js';
 import { noteLateQuery } from './late-query.js';
 import type { LeaseRecipient, LeaseSource } from './lease-source.js';
 import { isInTransaction } from './pg-client-state.js';
@@ -30,6 +30,8 @@ class LeaseSlot implements LeaseRecipient {
   private error: unknown = undefined;
   private refusedOnce = false;
   private waiters: LeaseCallback[] | undefined = undefined;
+  /** Fires when the scope's deadline for this datasource passes (see ConnectionScope.deadlinePassed()). */
+  private deadlineTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(
     readonly scope: ConnectionScope,
@@ -55,7 +57,7 @@ class LeaseSlot implements LeaseRecipient {
     // `queriesAfterHangUp`). Otherwise the queries asked for before its end
     // run first (they are sent as the waiters get the client), as on a
     // client the scope held.
-    const refusal = scope.isClosed ? scope.whyRefusedAfterEnd(this.source) : undefined;
+    const refusal = scope.isClosed ? scope.whyRefusedAfterEnd(this.source) : scope.deadlineRefusal(this.source);
     if (refusal) {
       lease.release();
       return this.flush(refusal, undefined);
@@ -75,6 +77,7 @@ class LeaseSlot implements LeaseRecipient {
   }
 
   refused(error: Error): void {
+    this.clearDeadline();
     this.error = error;
     this.refusedOnce = true;
     // A failed borrow leaves nothing to release; the next query may try again.
@@ -96,8 +99,30 @@ class LeaseSlot implements LeaseRecipient {
     const lease = this.lease;
     if (lease === undefined || this.pending > 0 || lease.isBusy || lease.inTransactions) return false;
     if (lease.wrote || lease.clientTaken || lease.changedSession || isInTransaction(lease.client)) return false;
+    this.clearDeadline();
     lease.release();
     return true;
+  }
+
+  /** Arms the timer of the scope's deadline for this datasource, at `at` on performance.now()'s clock. */
+  armDeadline(at: number): void {
+    this.clearDeadline();
+    const { scope, source } = this;
+    this.deadlineTimer = setTimeout(() => scope.deadlinePassed(source), Math.max(0, at - performance.now()));
+    // The request's sockets keep the process alive while it runs; this timer alone should not.
+    this.deadlineTimer.unref();
+  }
+
+  clearDeadline(): void {
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+  }
+
+  /** The deadline passed: the client's running work is cancelled and it goes back; queries waiting for a client still on its way are refused. */
+  outOfTime(): void {
+    this.clearDeadline();
+    if (this.lease !== undefined) this.lease.release(DEADLINE_PASSED);
+    else this.flush(new DeadlineExceededError(this.source.name), undefined);
   }
 
   private flush(error: unknown, lease: ConnectionLease | undefined): void {
@@ -128,6 +153,12 @@ export class ConnectionScope {
   private holdsThroughout = false;
   /** Datasources whose client went back after the end with a transaction open (rolled back). */
   private cutTransactions: LeaseSource[] | undefined = undefined;
+  /** `performance.now()` as the scope opened: deadlines count from there. */
+  private readonly startedAt = performance.now();
+  /** The deadline the scope was given (see setDeadline()), on performance.now()'s clock; it overrides the datasources' `requestDeadlineMillis`. */
+  private deadlineAt: number | undefined = undefined;
+  /** Datasources whose deadline passed: the scope's work on them is refused. */
+  private outOfTime: LeaseSource[] | undefined = undefined;
   // Let go of when the scope ends (see end()).
   private holder: ScopeHolder | undefined;
 
@@ -190,6 +221,8 @@ export class ConnectionScope {
     // promise or await of the module's own (each costs async hooks).
     if (!perQuery && lease !== undefined && !lease.isReleased && !lease.inTransactions) return lease.query<R>(input, values);
     if (this.closed) return this.refuseAfterEnd(source) ?? source.query<R>(input, values);
+    const outOfTime = this.deadlineRefusal(source);
+    if (outOfTime) return quietly(Promise.reject(outOfTime));
     // Asked for here, not in the promise's executor: a leak warning's stack then starts at the caller.
     const arriving = slot !== undefined && !lease?.isReleased ? slot : this.borrow(source);
     arriving.pending++;
@@ -218,6 +251,8 @@ export class ConnectionScope {
     if (this.closed) {
       return this.aborted ? quietly(Promise.reject(new RequestAbandonedError(source.name))) : Promise.reject(new ConnectionScopeClosedError(source.name));
     }
+    const outOfTime = this.deadlineRefusal(source);
+    if (outOfTime) return quietly(Promise.reject(outOfTime));
     const existing = this.slotOf(source);
     // A client closed mid-scope (its transaction could not be rolled back) is replaced by a fresh one.
     const slot = existing !== undefined && !existing.lease?.isReleased ? existing : this.borrow(source);
@@ -259,6 +294,50 @@ export class ConnectionScope {
     }
     if (!this.aborted || !source.refusesAfterHangUp) return undefined;
     return new RequestAbandonedError(source.name);
+  }
+
+  /**
+   * @internal Gives the scope a deadline `millis` after its start or after
+   * now, for its work on every datasource (in place of their
+   * `requestDeadlineMillis`): the clients it holds get their timers re-armed.
+   */
+  setDeadline(millis: number, from: 'start' | 'now'): void {
+    const at = (from === 'start' ? this.startedAt : performance.now()) + millis;
+    this.deadlineAt = at;
+    this.first?.armDeadline(at);
+    if (this.others) for (const slot of this.others.values()) slot.armDeadline(at);
+  }
+
+  /** @internal Why work on `source` is refused for want of time, if it is: its deadline passed (noticed here if its timer has not fired yet). */
+  deadlineRefusal(source: LeaseSource): DeadlineExceededError | undefined {
+    if (this.outOfTime === undefined) {
+      const at = this.deadlineOf(source);
+      if (at === undefined || performance.now() < at) return undefined;
+      this.deadlinePassed(source);
+    } else if (!this.outOfTime.includes(source)) {
+      return undefined;
+    }
+    return new DeadlineExceededError(source.name);
+  }
+
+  /**
+   * @internal The scope's deadline for `source` passed: the query running
+   * there is cancelled on the server (as on a hang-up: the client goes back
+   * once the server has acted on the cancel) and a transaction rolled back,
+   * and the scope's later work there is refused. The scope itself stays open:
+   * its request still answers, with a 504 when it meets the error.
+   */
+  deadlinePassed(source: LeaseSource): void {
+    if (this.closed || this.outOfTime?.includes(source)) return;
+    (this.outOfTime ??= []).push(source);
+    const slot = this.slotOf(source);
+    if (slot === undefined) return;
+    this.forget(slot);
+    slot.outOfTime();
+  }
+
+  private deadlineOf(source: LeaseSource): number | undefined {
+    return this.deadlineAt ?? (source.deadlineMillis > 0 ? this.startedAt + source.deadlineMillis : undefined);
   }
 
   /** @internal See LeaseSlot.transactionCut(). */
@@ -331,10 +410,14 @@ export class ConnectionScope {
   /** A new slot for `source` (in place of one whose client was closed or released), and its client asked for. */
   private borrow(source: LeaseSource): LeaseSlot {
     const slot = new LeaseSlot(this, source);
+    // The slot replaced (its client closed mid-scope) keeps no timer.
+    this.slotOf(source)?.clearDeadline();
     const first = this.first;
     if (this.others?.has(source)) this.others.set(source, slot);
     else if (first === undefined || first.source === source) this.first = slot;
     else (this.others ??= new Map()).set(source, slot);
+    const deadline = this.deadlineOf(source);
+    if (deadline !== undefined) slot.armDeadline(deadline);
     source.lend(this.holder, slot);
     return slot;
   }
@@ -352,8 +435,8 @@ export class ConnectionScope {
     // than all of the module's work per request.
     this.first = this.others = this.holder = undefined;
     this.ended();
-    if (first?.lease) releaseAtEnd(first.lease, cancel);
-    if (others) for (const slot of others.values()) if (slot.lease) releaseAtEnd(slot.lease, cancel);
+    if (first) releaseAtEnd(first, cancel);
+    if (others) for (const slot of others.values()) releaseAtEnd(slot, cancel);
   }
 }
 
@@ -363,7 +446,11 @@ export class ConnectionScope {
  * `@Transactional()`) that work not awaited by the request still runs on it
  * finishes first, unless the requester hung up.
  */
-function releaseAtEnd(lease: ConnectionLease, cancel: boolean): void {
-  if (cancel || !lease.inTransactions) return lease.release(cancel);
+function releaseAtEnd(slot: LeaseSlot, cancel: boolean): void {
+  slot.clearDeadline();
+  const lease = slot.lease;
+  if (lease === undefined) return;
+  if (cancel) return lease.release(HUNG_UP);
+  if (!lease.inTransactions) return lease.release();
   void lease.outsideTransactions().then(() => lease.release());
 }

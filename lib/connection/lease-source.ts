@@ -16,6 +16,8 @@ export interface LeaseSource {
   readonly holdsPerQuery: boolean;
   /** Work of a request whose client hung up is refused (`queriesAfterHangUp: 'refuse'`). */
   readonly refusesAfterHangUp: boolean;
+  /** How long (ms) from its start a request's work may run here unless the request was given a deadline (`requestDeadlineMillis`); 0: no limit. */
+  readonly deadlineMillis: number;
   /** Checks out a client for `recipient`; `holder` names the borrower in leak warnings. */
   lend(holder: ScopeHolder | undefined, recipient: LeaseRecipient): void;
   /** One query on a client borrowed for it alone, like `pool.query`. */

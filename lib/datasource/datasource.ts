@@ -53,6 +53,7 @@ export class Datasource implements LeaseSource {
   readonly pool: pg.Pool;
   readonly holdsPerQuery: boolean;
   readonly refusesAfterHangUp: boolean;
+  readonly deadlineMillis: number;
   /** What its leases need of it (see LeasePolicy), composed once from the options. */
   private readonly leasePolicy: LeasePolicy;
   /** `user@host:port/database`, safe for logs. */
@@ -95,6 +96,7 @@ export class Datasource implements LeaseSource {
       transactionPooling: _transactionPooling,
       queriesAfterHangUp: _afterHangUp,
       clientHold: _clientHold,
+      requestDeadlineMillis: _deadline,
       replicas: _replicas,
       replicaRetryMillis: _replicaRetry,
       targetSessionAttrs: _target,
@@ -115,6 +117,7 @@ export class Datasource implements LeaseSource {
     this.max = this.pool.options.max;
     this.holdsPerQuery = options.clientHold === 'query';
     this.refusesAfterHangUp = options.queriesAfterHangUp === 'refuse';
+    this.deadlineMillis = options.requestDeadlineMillis ?? 0;
     this.leasePolicy = {
       name,
       leakDetectionThreshold: options.leakDetectionThreshold ?? 0,

@@ -19,6 +19,7 @@ const NON_NEGATIVE_OPTIONS = [
   'maxWaitingClients',
   'leakDetectionThreshold',
   'replicaRetryMillis',
+  'requestDeadlineMillis',
 ] as const;
 
 /** node-postgres' own default for `max`. */

@@ -1,4 +1,4 @@
-import type { ConnectionLease } from '../connection/connection-lease.js';
+import { HUNG_UP, type ConnectionLease } from '../connection/connection-lease.js';
 import type { Datasource } from '../datasource/datasource.js';
 
 /**
@@ -10,7 +10,7 @@ import type { Datasource } from '../datasource/datasource.js';
 export async function ping(datasource: Datasource, signal: AbortSignal): Promise<void> {
   signal.throwIfAborted();
   const lease = await acquireUnlessAborted(datasource, signal);
-  const cancel = (): void => lease.release(true);
+  const cancel = (): void => lease.release(HUNG_UP);
   signal.addEventListener('abort', cancel, { once: true });
   try {
     await lease.query('SELECT 1');

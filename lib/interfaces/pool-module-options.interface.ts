@@ -117,6 +117,15 @@ export interface PoolModuleOptions extends PoolConfig {
    */
   clientHold?: 'request' | 'query';
   /**
+   * How long (ms) a request's work on this datasource may run, counted from
+   * the request's start, unless the request was given a deadline of its own
+   * (`@RequestDeadline()`, `setRequestDeadline()`). When it passes, the
+   * running query is cancelled on the server, an open transaction is rolled
+   * back, later queries of the request fail at once, all with
+   * `DeadlineExceededError` (HTTP 504). Default: none.
+   */
+  requestDeadlineMillis?: number;
+  /**
    * The datasource runs behind a pooler in transaction mode (PgBouncer
    * `pool_mode = transaction`): statements that need a server session of
    * their own (`SET`, `LISTEN`, session advisory locks, named prepared

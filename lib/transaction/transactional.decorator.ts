@@ -1,4 +1,4 @@
-import { quietIfAbandoned } from '../connection/connection-lease.js';
+import { quietIfCancelled } from '../connection/connection-lease.js';
 import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
 import { runWithPropagation } from './run-transaction.js';
 import { validateTransactionalOptions } from './transaction-options.js';
@@ -47,9 +47,9 @@ export function Transactional(options: TransactionalOptions = {}): AsyncMethodDe
       const registry = registryOf(self, method);
       return runWithPropagation(registry.get(datasource), settings, method, async () => Reflect.apply(original, self, args) as unknown);
     };
-    // Quiet when the request's client left: see RequestAbandonedError.
+    // Quiet when the module cancelled the work (a hang-up, a deadline): see CancelReason.
     const transactional = function (this: unknown, ...args: unknown[]): Promise<unknown> {
-      return quietIfAbandoned(run(this, args));
+      return quietIfCancelled(run(this, args));
     };
     // Decorators applied before this one (route, guard, pipe metadata) put their metadata on the original function.
     for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {
