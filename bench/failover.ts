@@ -30,7 +30,7 @@ type Timed = 'firstAcknowledgedMs' | 'firstCommitMs' | 'promotionMs';
 
 /** FailoverResult's figures over several runs: its times as distributions, its counts summed. */
 type Summary = Record<Timed, Distribution> &
-  Pick<FailoverResult, 'duringSwitch' | 'overall' | 'acknowledged' | 'lost'> & {
+  Pick<FailoverResult, 'duringSwitch' | 'overall' | 'acknowledged' | 'lost' | 'committedUnacknowledged'> & {
     runs: number;
     /** Runs whose writes were not back within TARGET_MS, or never. */
     overTarget: number;
@@ -62,6 +62,7 @@ function summarise(runs: FailoverResult[]): Summary {
     overall: sum(runs.map((run) => run.overall)),
     acknowledged: runs.reduce((total, run) => total + run.acknowledged, 0),
     lost: runs.reduce((total, run) => total + run.lost, 0),
+    committedUnacknowledged: sum(runs.map((run) => run.committedUnacknowledged)),
     overTarget: runs.filter((run) => run.firstAcknowledgedMs === undefined || run.firstAcknowledgedMs > TARGET_MS).length,
   };
 }
@@ -114,10 +115,11 @@ async function crashes(count: number, synchronous: boolean): Promise<FailoverRes
 
 function row(label: string, summary: Summary): string {
   const d = (x: Distribution): string => `${x.min} / ${x.median} / ${x.p90} / ${x.max}`;
-  const statuses = Object.entries(summary.duringSwitch)
-    .map(([status, n]) => `${status}: ${n}`)
-    .join(', ');
-  return `| ${label} | ${summary.runs} | ${d(summary.firstAcknowledgedMs)} | ${d(summary.firstCommitMs)} | ${d(summary.promotionMs)} | ${statuses} | ${summary.lost} of ${summary.acknowledged} | ${summary.overTarget} |`;
+  const counts = (record: Record<string, number>): string =>
+    Object.entries(record)
+      .map(([status, n]) => `${status}: ${n}`)
+      .join(', ') || 'none';
+  return `| ${label} | ${summary.runs} | ${d(summary.firstAcknowledgedMs)} | ${d(summary.firstCommitMs)} | ${d(summary.promotionMs)} | ${counts(summary.duringSwitch)} | ${summary.lost} of ${summary.acknowledged} | ${counts(summary.committedUnacknowledged)} | ${summary.overTarget} |`;
 }
 
 function markdown(results: Record<string, Summary>, runs: Record<string, FailoverResult[]>): string {
@@ -128,10 +130,10 @@ function markdown(results: Record<string, Summary>, runs: Record<string, Failove
       'against one application that lists a primary and its streaming standby (`target_session_attrs=read-write`), PostgreSQL clusters of the machine\'s binaries.',
     '',
     'Times in ms as min / median / p90 / max. *First 200*: from the new primary taking its first write (a probe polls it) to the first HTTP answer 200 for a transfer committed there; ' +
-      '*first commit*: to the first such transfer\'s commit, by the server\'s clock; *promotion*: from taking the old primary away to the new one taking writes (the harness\' part, not the application\'s).',
+      '*first commit*: to the first such transfer\'s commit, by the server\'s clock; *promotion*: from taking the old primary away to the new one taking writes (the harness\' part, not the application\'s). *Not 200 yet committed*: answers other than 200 whose transfer the new primary has (the connection died as it committed).',
     '',
-    '| runs | n | first 200 | first commit | promotion | answers during the switch | acknowledged lost | over 1 s |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| runs | n | first 200 | first commit | promotion | answers during the switch | acknowledged lost | not 200 yet committed | over 1 s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...Object.entries(results).map(([label, summary]) => row(label, summary)),
     '',
   ];

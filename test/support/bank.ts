@@ -96,13 +96,20 @@ export interface Audit {
   total: number;
   /** Ids of the acknowledged transfers the server does not have. */
   missing: string[];
+  /** Answers other than 200 whose transfer the server has all the same (committed, the answer lost or failed), by status. */
+  committedUnacknowledged: Record<string, number>;
 }
 
-/** Checks the books of the server `options` point at against the transfers acknowledged with 200. */
-export async function audit(options: PoolModuleOptions, acknowledged: Iterable<string>): Promise<Audit> {
+/** Checks the books of the server `options` point at against the answers of the HTTP clients. */
+export async function audit(options: PoolModuleOptions, answers: Iterable<{ id: string; status: number }>): Promise<Audit> {
   const { rows } = await queryOnce<{ total: string }>(options, 'SELECT sum(balance)::text AS total FROM accounts');
   const ids = new Set((await queryOnce<{ id: string }>(options, 'SELECT id FROM transfers')).rows.map((row) => row.id));
-  return { total: Number(rows[0].total), missing: [...acknowledged].filter((id) => !ids.has(id)) };
+  const books: Audit = { total: Number(rows[0].total), missing: [], committedUnacknowledged: {} };
+  for (const { id, status } of answers) {
+    if (status === 200 && !ids.has(id)) books.missing.push(id);
+    if (status !== 200 && ids.has(id)) books.committedUnacknowledged[status] = (books.committedUnacknowledged[status] ?? 0) + 1;
+  }
+  return books;
 }
 
 /**

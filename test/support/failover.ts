@@ -105,6 +105,8 @@ export interface FailoverResult {
   acknowledged: number;
   /** Acknowledged transfers the new primary does not have. */
   lost: number;
+  /** Answers other than 200 whose transfer the new primary has all the same (the connection died as it committed), by status. */
+  committedUnacknowledged: Record<string, number>;
   /** Sum of the balances on the new primary (must stay ACCOUNTS × OPENING_BALANCE). */
   total: number;
 }
@@ -156,7 +158,7 @@ export async function failOver(
     await load.stop();
     const own = await ownTransfers(standby.options(), standby.port, load.run);
     const first = load.answers.find((answer) => answer.status === 200 && own.ids.has(answer.id));
-    const books = await audit(standby.options(), load.acknowledged());
+    const books = await audit(standby.options(), load.answers);
     return {
       demotion,
       synchronous: options.synchronous,
@@ -168,6 +170,7 @@ export async function failOver(
       refusalsWithoutRetryAfter: load.answers.filter((answer) => answer.status === 503 && !answer.retryAfter).length,
       acknowledged: load.acknowledged().length,
       lost: books.missing.length,
+      committedUnacknowledged: books.committedUnacknowledged,
       total: books.total,
     };
   } finally {
