@@ -224,9 +224,14 @@ export class PoolQueueFullError extends PoolUnavailableError {
 
 /**
  * A query failed for a reason other than the server's answer (connection
- * lost, query read timeout): its connection was closed, not reused.
+ * lost, the server shutting down or terminating the session, query read
+ * timeout): its connection was closed, not reused. Answered 503 with
+ * `Retry-After`, as the request may succeed on another connection; a
+ * transaction of the module whose connection failed before any of its
+ * statements succeeded is run again once by itself. A write whose
+ * connection failed after it was sent may or may not have been committed.
  */
-export class ConnectionFailedError extends PoolError {
+export class ConnectionFailedError extends PoolUnavailableError {
   constructor(
     /** Name of the datasource. */
     readonly datasource: string,
@@ -234,8 +239,7 @@ export class ConnectionFailedError extends PoolError {
     readonly reason: string,
     options?: { cause: unknown },
   ) {
-    super(`Connection of datasource "${datasource}" failed and was closed: ${reason}`);
-    if (options) this.cause = options.cause;
+    super(`Connection of datasource "${datasource}" failed and was closed: ${reason}`, options);
   }
 }
 

@@ -252,7 +252,7 @@ describe("node-postgres' query_timeout", () => {
   });
 
   it('closes the connection whose query it gave up on, rather than lending it on mid-query', async () => {
-    await supertest(app.getHttpServer()).get('/timeout/slow').expect(500);
+    await supertest(app.getHttpServer()).get('/timeout/slow').expect(503);
     const slowPid = app.get(QueryTimeoutController).slowPid;
     // The pool's one client: a fresh connection, not the one whose query may still run on the server.
     const { text } = await supertest(app.getHttpServer()).get('/timeout/pid').expect(200);

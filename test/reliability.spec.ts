@@ -276,7 +276,7 @@ describe('connections that die', () => {
     const pid = await s.probe.held.promise;
     await waitForRunningQuery(db.name, pid, 'pg_sleep');
     await terminate(pid);
-    expect((await response).status).toBe(500);
+    expect((await response).status).toBe(503);
     const outcome = await s.probe.outcome.promise;
     expect(outcome).toBeInstanceOf(ConnectionFailedError);
     expect((outcome as Error).message).toMatch(/Connection of datasource "default" failed and was closed: terminating connection due to administrator command/);
@@ -294,7 +294,7 @@ describe('connections that die', () => {
     // node-postgres emits 'error' on the checked-out client: the module's listener logs it.
     await s.logger.next(/a checked-out connection failed .*; it will be closed, not reused/, since);
     s.probe.gate.resolve();
-    expect((await response).status).toBe(500);
+    expect((await response).status).toBe(503);
     const outcome = await s.probe.outcome.promise;
     expect(outcome).toBeInstanceOf(ConnectionFailedError);
     expect((outcome as Error).message).toMatch(/terminating connection due to administrator command/);
@@ -627,7 +627,7 @@ describe('other pool options', () => {
     const s = await startApp(optionsFor({ max: 1, query_timeout: 100 }));
     try {
       const pid = await pidFrom(s);
-      await s.http().get('/sleep/5').expect(500);
+      await s.http().get('/sleep/5').expect(503);
       const outcome = await s.probe.outcome.promise;
       expect(outcome).toBeInstanceOf(ConnectionFailedError);
       expect((outcome as Error).message).toMatch(/Query read timeout/);

@@ -130,7 +130,7 @@ export class ConnectionLease implements RawClientOwner {
    * transaction open, and when its host was lost (the HTTP scope then tells
    * its client when to retry).
    */
-  owner: { transactionCut(): void; hostLost(error: Error): void } | undefined = undefined;
+  owner: { transactionCut(): void; connectionLost(error: Error): void } | undefined = undefined;
   /** Transactions on this client take turns (set by the first one; see transaction.ts). */
   transactionTurns: Turns | undefined = undefined;
   /** Queries sent or waiting for their turn. */
@@ -354,7 +354,7 @@ export class ConnectionLease implements RawClientOwner {
     });
   }
 
-  /** The client's connection failed (its 'error' event). */
+  /** The client's connection failed (its 'error' event, or a query's error that ends the session): logged once. */
   clientFailed(error: Error): void {
     // node-postgres may report one failure twice (the server's FATAL, then the closed socket).
     if (this.brokenBy) return;
@@ -390,7 +390,7 @@ export class ConnectionLease implements RawClientOwner {
    * terminated, query read timeout) leaves the client unusable too.
    */
   private noteBroken(error: Error): void {
-    if (!(error instanceof DatabaseError) || endsSession(error)) this.brokenBy ??= error;
+    if (!(error instanceof DatabaseError) || endsSession(error)) this.clientFailed(error);
   }
 
   /** What a failed query answers: the server's error, or why its connection was closed. */
@@ -401,10 +401,12 @@ export class ConnectionLease implements RawClientOwner {
       if (!lost) return error;
       this.brokenBy ??= lost;
       // A transaction of the module's runs again on its own (see withRetries()); other work's request is told when to retry.
-      if (!this.inTransactions) this.owner?.hostLost(lost);
+      if (!this.inTransactions) this.owner?.connectionLost(lost);
       return lost;
     }
-    return this.failure(error);
+    const failure = this.failure(error);
+    if (!this.inTransactions) this.owner?.connectionLost(failure);
+    return failure;
   }
 
   /**

@@ -71,8 +71,8 @@ class LeaseSlot implements LeaseRecipient {
     if (this.scope.isClosed) this.scope.cutTransaction(this.source);
   }
 
-  /** The client's host no longer serves the datasource: the request may succeed if retried (see clientRefused()). */
-  hostLost(error: Error): void {
+  /** The client's connection failed, or its host no longer serves the datasource: the request may succeed if retried (see clientRefused()). */
+  connectionLost(error: Error): void {
     this.scope.clientRefused(error);
   }
 

@@ -1,6 +1,6 @@
 import { ConnectionScope } from '../connection/connection-scope.js';
 import type { Datasource } from '../datasource/datasource.js';
-import { TransactionPropagationError } from '../pool.errors.js';
+import { PoolUnavailableError, TransactionPropagationError } from '../pool.errors.js';
 import { assertJoinable } from './transaction-options.js';
 import type { TransactionalOptions, TransactionOptions } from './transaction-options.interface.js';
 import { withRetries } from './transaction-retry.js';
@@ -20,8 +20,19 @@ export function runInTransaction<T>(datasource: Datasource, options: Transaction
     }
     // Each attempt in the scope as it is then: one that ended meanwhile (its
     // client hung up) gives its retries a scope of their own, or refuses them.
-    return withRetries(options.retry, () => inScope(datasource, (scope) => attempt(datasource, scope, options, work)));
+    return withRetries(options.retry, () => inScope(datasource, (scope) => attempt(datasource, scope, options, work))).catch(tellWhenToRetry);
   });
+}
+
+/**
+ * A transaction that failed for want of a working connection, after the
+ * one run again it may have had: its HTTP request is told when to retry (see
+ * ConnectionScope.clientRefused()), which its queries do not do themselves
+ * inside a transaction, as one that runs again may still succeed.
+ */
+function tellWhenToRetry(error: unknown): never {
+  if (error instanceof PoolUnavailableError) ConnectionScope.current()?.clientRefused(error);
+  throw error;
 }
 
 /** One attempt of a transaction on `scope`'s client of `datasource`. */
@@ -65,7 +76,9 @@ export function runWithPropagation<T>(
 /** A transaction on a client of its own, released when the transaction ends. */
 function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
   return inScope(datasource, (scope) =>
-    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(datasource, lease, scope, options, work))),
+    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(datasource, lease, scope, options, work))).catch(
+      tellWhenToRetry,
+    ),
   );
 }
 

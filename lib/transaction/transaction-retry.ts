@@ -1,5 +1,5 @@
 import { DatabaseError } from 'pg';
-import { PrimaryLostError } from '../pool.errors.js';
+import { ConnectionFailedError, PrimaryLostError } from '../pool.errors.js';
 import { delay } from '../pool.utils.js';
 import type { TransactionRetryOptions } from './transaction-options.interface.js';
 
@@ -10,22 +10,35 @@ export const DEFAULT_RETRY_MAX_DELAY_MS = 500;
 // transaction because of concurrent ones; the same work may succeed if run again.
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
 
+// Failures after which a transaction may run again once, whatever `retry` says (see allowRerun()).
+const rerunnable = new WeakSet<object>();
+
+/**
+ * Marks `error`, which ended a transaction of the module, as one it may run
+ * again after, if it is a connection that failed (ConnectionFailedError) or
+ * a server that stopped being the primary (PrimaryLostError): the caller
+ * (see OpenTransaction) has checked that nothing of it took effect.
+ */
+export function allowRerun(error: unknown): void {
+  if (error instanceof ConnectionFailedError || error instanceof PrimaryLostError) rerunnable.add(error);
+}
+
 /**
  * Runs `attempt` again after a serialization failure or a deadlock, at most
  * `retry.maxRetries` more times, waiting longer before each retry. Without
- * `retry` it runs once, but for one case: a transaction whose server turned
- * out no longer to be the primary (PrimaryLostError) is run again once, at
- * once, whatever `retry` says: its rollback undid everything, and the next
- * connection goes to the new primary.
+ * `retry` it runs once, but for one case: a transaction whose connection
+ * failed or whose server turned out no longer to be the primary, before
+ * anything of it took effect, runs again once, at once (see allowRerun()):
+ * the server ended it, and the next connection goes to a server that works.
  */
 export async function withRetries<T>(retry: TransactionRetryOptions | undefined, attempt: () => Promise<T>): Promise<T> {
-  let primaryLost = false;
+  let ranAgain = false;
   for (let failures = 0; ; failures++) {
     try {
       return await attempt();
     } catch (error) {
-      if (error instanceof PrimaryLostError && !primaryLost) {
-        primaryLost = true;
+      if (!ranAgain && rerunnable.has(error as object)) {
+        ranAgain = true;
         failures--;
         continue;
       }

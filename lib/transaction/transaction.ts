@@ -8,6 +8,7 @@ import type { Datasource } from '../datasource/datasource.js';
 import { TransactionAbortedError, TransactionBusyError, TransactionFinishedError } from '../pool.errors.js';
 import { beginStatement, settingsOf, type TransactionSettings } from './transaction-options.js';
 import type { TransactionOptions } from './transaction-options.interface.js';
+import { allowRerun } from './transaction-retry.js';
 
 declare module '../context/request-context.js' {
   interface RequestContext {
@@ -52,6 +53,10 @@ export class OpenTransaction implements Transaction {
   private rollbackOnly = false;
   // Savepoints in this transaction take turns: interleaved, rolling one back would undo the other.
   private readonly nested = new Turns();
+  /** Statements of the transaction (its savepoints' included) that succeeded, counted on the outermost one. */
+  private succeeded = 0;
+  /** `retry` was given: the application said its work may run again (see mayRunAgainAfter()). */
+  private rerunsWork = false;
 
   private constructor(
     readonly source: Datasource,
@@ -63,8 +68,16 @@ export class OpenTransaction implements Transaction {
 
   /** Begins a transaction on `lease`, runs `work` in it and ends it (see `run`). */
   static async runOn<T>(source: Datasource, lease: ConnectionLease, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
-    await lease.query(beginStatement(options));
-    return new OpenTransaction(source, lease, scope, settingsOf(options)).run(work);
+    const transaction = new OpenTransaction(source, lease, scope, settingsOf(options));
+    transaction.rerunsWork = options.retry !== undefined;
+    try {
+      await lease.query(beginStatement(options));
+    } catch (error) {
+      // Nothing ran: a connection that failed or a primary lost at BEGIN costs the application nothing to run again.
+      allowRerun(error);
+      throw error;
+    }
+    return transaction.run(work);
   }
 
   get datasource(): string {
@@ -86,7 +99,9 @@ export class OpenTransaction implements Transaction {
       await this.nested.idle();
       this.assertActive('query');
     }
-    return this.lease.query<R>(input, values);
+    const result = await this.lease.query<R>(input, values);
+    this.statementSucceeded();
+    return result;
   }
 
   async commit(): Promise<void> {
@@ -146,11 +161,29 @@ export class OpenTransaction implements Transaction {
           if (!broken) this.reportFailedRollback(rollbackError);
         });
       }
+      if (this.mayRunAgainAfter()) allowRerun(error);
       throw error;
     }
     await this.nested.idle();
     if (this.isActive) await this.commit();
     return result;
+  }
+
+  private statementSucceeded(): void {
+    if (this.parent) this.parent.statementSucceeded();
+    else this.succeeded++;
+  }
+
+  /**
+   * Whether the outermost transaction may run again, by itself, after its
+   * connection failed or its server stopped being the primary: when nothing
+   * of it took effect that the application could have acted on (no statement
+   * succeeded, nothing ran through the raw client), or when the application
+   * said its work may run again (`retry`). Its COMMIT was not sent: a failed
+   * COMMIT leaves run() before this is asked, and is never run again.
+   */
+  private mayRunAgainAfter(): boolean {
+    return this.parent === undefined && !this.lease.clientTaken && (this.succeeded === 0 || this.rerunsWork);
   }
 
   // Generated, never taken from input: one savepoint per depth is open at a time.

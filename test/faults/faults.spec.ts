@@ -74,7 +74,7 @@ async function conclude(
 /** Every 200 wrote its row; a request that failed after its INSERT may have written it too (the answer was lost). */
 async function expectRowsConsistent(database: PoolModuleOptions, prefix: string, outcomes: readonly Outcome[]): Promise<void> {
   const succeeded = outcomes.filter(ok).map((o) => o.body);
-  const ambiguous = outcomes.filter((o) => o.kind.startsWith('500')).length;
+  const ambiguous = outcomes.filter((o) => o.kind === '503 ConnectionFailedError').length;
   const { rows } = await queryOnce<{ token: string }>(database, 'SELECT token FROM hits WHERE token LIKE $1', [`${prefix}-%`]);
   const stored = new Set(rows.map((r) => r.token));
   expect(succeeded.filter((token) => !stored.has(token))).toEqual([]);
@@ -124,7 +124,7 @@ describe('database restart under load (own cluster)', () => {
       const outcomes = await load.stop();
 
       await conclude(`restart (${mode})`, app, outcomes, cluster.options('faults'), applicationName, bound);
-      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
+      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '503 ConnectionFailedError'])).toEqual({});
       await expectRowsConsistent(cluster.options('faults'), mode, outcomes);
       // The log tells the outage once, not once per refused request: no stack per 503.
       expect(app.logged(/ExceptionsHandler/)).toEqual([]);
@@ -175,7 +175,7 @@ describe('network faults (TCP proxy to the shared server)', () => {
       const outcomes = await load.stop();
 
       await conclude('network cut', app, outcomes, db.options, applicationName, bound);
-      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '500 ConnectionFailedError'])).toEqual({});
+      expect(unexpectedKinds(outcomes, ['200', '503 DatabaseUnreachableError', '503 ConnectionFailedError'])).toEqual({});
       await expectRowsConsistent(db.options, 'cut', outcomes);
     } finally {
       await app.kill();
@@ -194,7 +194,7 @@ describe('network faults (TCP proxy to the shared server)', () => {
       proxy.blackhole();
       await load.until(
         () =>
-          load.count((o) => o.kind === '500 ConnectionFailedError', blackholed) >= 1 &&
+          load.count((o) => o.kind === '503 ConnectionFailedError', blackholed) >= 1 &&
           load.count((o) => o.kind === '503 DatabaseUnreachableError', blackholed) >= 4,
         'queries timed out and connection attempts timed out during the blackhole',
       );
@@ -205,9 +205,9 @@ describe('network faults (TCP proxy to the shared server)', () => {
 
       await conclude('blackhole', app, outcomes, db.options, applicationName, bound);
       expect(
-        unexpectedKinds(outcomes, ['200', '500 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError']),
+        unexpectedKinds(outcomes, ['200', '503 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError']),
       ).toEqual({});
-      const timedOut = outcomes.find((o) => o.kind === '500 ConnectionFailedError');
+      const timedOut = outcomes.find((o) => o.kind === '503 ConnectionFailedError');
       expect(timedOut?.body).toMatch(/Query read timeout/);
       await expectRowsConsistent(db.options, 'blackhole', outcomes);
     } finally {
@@ -226,7 +226,7 @@ describe('network faults (TCP proxy to the shared server)', () => {
       await load.until(() => load.count(ok) >= 10, '10 slow successes');
       const slowed = load.outcomes.length;
       proxy.delayMillis = 300; // a 600 ms round trip: past query_timeout
-      await load.until(() => load.count((o) => o.kind === '500 ConnectionFailedError', slowed) >= 4, 'queries to time out');
+      await load.until(() => load.count((o) => o.kind === '503 ConnectionFailedError', slowed) >= 4, 'queries to time out');
       proxy.delayMillis = 0;
       const restored = load.outcomes.length;
       await load.until(() => load.count(ok, restored) >= 20, '20 successes at full speed');
@@ -235,7 +235,7 @@ describe('network faults (TCP proxy to the shared server)', () => {
       // conclude() checks that every 200 carried its own token: a timed-out
       // connection reused would hand a later query the answer of this one.
       await conclude('delay', app, outcomes, db.options, applicationName, bound);
-      expect(unexpectedKinds(outcomes, ['200', '500 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError'])).toEqual({});
+      expect(unexpectedKinds(outcomes, ['200', '503 ConnectionFailedError', '503 DatabaseUnreachableError', '503 PoolExhaustedError'])).toEqual({});
       await expectRowsConsistent(db.options, 'delay', outcomes);
     } finally {
       await app.kill();
@@ -424,7 +424,7 @@ describe.each(['express', 'fastify'] as const)('graceful shutdown under load (%s
       figures.record(`shutdown with a stuck request (${adapter})`, outcomes, { leaked, crashes: 0 });
       expect(leaked).toBe(0);
       // Its query fails as on a closed connection: the handler's error, answered before the process ends.
-      expect(outcomes.map((o) => o.kind)).toEqual(['200', '200', '500 ConnectionFailedError']);
+      expect(outcomes.map((o) => o.kind)).toEqual(['200', '200', '503 ConnectionFailedError']);
       expect({ code, signal }).toEqual({ code: 0, signal: null });
       expect(millis).toBeLessThan(drainTimeoutMillis + 1500);
     } finally {
