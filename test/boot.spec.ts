@@ -2,6 +2,7 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import { randomBytes } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import {
+  AuthenticationFailedError,
   DatabaseUnreachableError,
   getConnectionToken,
   getPoolToken,
@@ -108,6 +109,9 @@ describe('a server that refuses the role', () => {
     expect({ datasource: refused.datasource, code: refused.code, attempts: refused.attempts }).toEqual({ datasource: 'orders', code, attempts: 2 });
     expect(refused.message).toMatch(/^Cannot connect datasource "orders" to /);
     expect(refused.reason).toMatch(reason);
+    // A role refused is the server refusing the credentials; a database missing is not.
+    expect(refused instanceof AuthenticationFailedError).toBe(code === '28000');
+    if (code === '28000') expect(refused.reason).toMatch(/^authentication failed: /);
     expect(millis).toBeLessThan(5000);
     const everything = refused.message + refused.stack + JSON.stringify(refused) + logger.messages.join('\n');
     expect(everything).not.toContain(SECRET);

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { connectionTarget, describeTarget } from '../lib/datasource/describe-target.js';
+import { connectionTarget, describeTarget, redactSecrets } from '../lib/datasource/describe-target.js';
 import { serverConfig } from './support/database.js';
 
 // The target named in errors, logs and telemetry must be the one pg dials:
@@ -52,6 +52,17 @@ describe('connectionTarget', () => {
     const stream = (): undefined => void streams++;
     expect(describeTarget({ host: 'h', port: 1, user: 'u', database: 'd', stream })).toBe('u@h:1/d');
     expect(streams).toBe(0);
+  });
+
+  it('never calls a password function (node-postgres calls it for each connection, the module never)', () => {
+    let calls = 0;
+    const password = (): string => {
+      calls++;
+      return 'Rotated-Secret';
+    };
+    expect(describeTarget({ host: 'h', port: 1, user: 'u', database: 'd', password })).toBe('u@h:1/d');
+    expect(redactSecrets('password authentication failed for user "u"', { password })).toBe('password authentication failed for user "u"');
+    expect(calls).toBe(0);
   });
 
   it('is where a client of the same options connects', async () => {

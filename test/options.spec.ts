@@ -35,6 +35,8 @@ describe('invalid options fail at bootstrap with a typed error', () => {
     ['a negative request deadline', { requestDeadlineMillis: -1 }, 'requestDeadlineMillis'],
     ['an empty name', { name: '' }, 'name'],
     ['an unknown hang-up policy', { queriesAfterHangUp: 'ignore' as 'run' }, 'queriesAfterHangUp'],
+    ['a password neither a string nor a function', { password: 1234 as unknown as string }, 'password'],
+    ['a bootWithoutDatabase that is not a boolean', { bootWithoutDatabase: 'yes' as unknown as boolean }, 'bootWithoutDatabase'],
   ])('%s', async (_case, options, option) => {
     const failure = bootstrap([PoolModule.forRoot({ ...serverConfig(), ...options })]);
     await expect(failure).rejects.toBeInstanceOf(InvalidPoolOptionsError);

@@ -109,7 +109,8 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
 
   private createReplicaSet(name: string, options: PoolModuleOptions): ReplicaSet | undefined {
     if (!options.replicas?.length) return undefined;
-    // A replica takes the primary's pool settings, not where it connects nor which server it wants there.
+    // A replica takes the primary's pool settings, not where it connects nor which server it wants there;
+    // its startup check never fails the boot, so it has no boot to go on without it.
     const {
       replicas,
       replicaRetryMillis,
@@ -119,6 +120,7 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
       min: _m,
       targetSessionAttrs: _target,
       loadBalanceHosts: _loadBalance,
+      bootWithoutDatabase: _bootWithout,
       ...inherited
     } = options;
     const replicaDatasources = replicas.map((replica, index) => {

@@ -13,6 +13,7 @@ import {
   DEFAULT_RETRY_DELAY_MS,
 } from '../pool.constants.js';
 import {
+  AuthenticationFailedError,
   DatabaseUnreachableError,
   InvalidPoolOptionsError,
   PoolClosedError,
@@ -26,11 +27,12 @@ import { delay, settlesWithin } from '../pool.utils.js';
 import { transactionPoolingRefusal } from '../pooler/transaction-pooling.js';
 import { mayHaveWritten } from '../replication/read-routing.js';
 import { AvailabilityLog } from './availability-log.js';
-import { timedClientClass } from './connect-time.js';
+import { connectMillis, timedClientClass } from './connect-time.js';
 import { connectionTarget, describeTarget, redactSecrets } from './describe-target.js';
 import { readHostChoice, type HostChoice } from './host-list.js';
 import { HostTargeting, targetedClientClass } from './host-targeting.js';
 import { PoolStatsRecorder } from './pool-stats.js';
+import { StartupRetries } from './startup-retries.js';
 
 // Node fires a timer up to 1 ms before its delay has passed as
 // performance.now() measures it (the event loop's clock counts whole ms).
@@ -39,6 +41,9 @@ const TIMER_SLACK_MS = 1;
 // The startup check: proves a connection works and reads the server's budget.
 const CONNECTION_BUDGET_QUERY =
   "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available";
+
+// SQLSTATEs of a server that refused the credentials: invalid_password, invalid_authorization_specification.
+const AUTHENTICATION_FAILURES = new Set(['28P01', '28000']);
 
 /**
  * One named datasource: its `pg.Pool` and the module's bookkeeping of the
@@ -67,6 +72,8 @@ export class Datasource implements LeaseSource {
     (message) => this.logger.error(this.prefixed(message)),
     (message) => this.logger.warn(this.prefixed(message)),
   );
+  /** The startup check, retried in the background after a boot without the database; see `bootWithoutDatabase`. */
+  private startupRetries: StartupRetries | undefined = undefined;
 
   constructor(
     readonly name: string,
@@ -79,6 +86,7 @@ export class Datasource implements LeaseSource {
       name: _name,
       retryAttempts: _retryAttempts,
       retryDelay: _retryDelay,
+      bootWithoutDatabase: _bootWithout,
       drainTimeoutMillis: _drainTimeout,
       maxWaitingClients: _maxWaiting,
       leakDetectionThreshold: _leakThreshold,
@@ -131,7 +139,12 @@ export class Datasource implements LeaseSource {
     );
     // Once per connection rather than on every checkout: see watchLeasedClient().
     this.pool.on('connect', watchLeasedClient);
-    this.pool.on('connect', () => this.availability.connected());
+    this.pool.on('connect', (client) => {
+      this.availability.connected(performance.now() - (connectMillis(client) ?? 0));
+      // The server answers: a startup check still retried in the background need not wait for its timer
+      // (once pg-pool has handed this client out, rather than from inside its event).
+      if (this.startupRetries) queueMicrotask(() => this.startupRetries?.wake());
+    });
     if (options.maxLifetimeSeconds) {
       this.pool.on('connect', (client) => this.retireAt.set(client, Date.now() + this.lifetimeMillis()));
     }
@@ -206,6 +219,8 @@ export class Datasource implements LeaseSource {
    * A first query at startup, retried `retryAttempts` times `retryDelay` ms apart;
    * then opens the `min` connections the pool keeps warm. Every wait in it is
    * bounded (see startupBound()), so a boot always ends: started or failed.
+   * With `bootWithoutDatabase`, a check that still fails lets the boot go
+   * on and is retried in the background (see StartupRetries).
    */
   async checkConnection(): Promise<void> {
     const retries = this.options.retryAttempts ?? DEFAULT_RETRY_ATTEMPTS;
@@ -216,12 +231,41 @@ export class Datasource implements LeaseSource {
         break;
       } catch (error) {
         const reason = this.reasonOf(error);
-        if (attempt > retries) throw new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error), attempt);
+        if (attempt > retries) {
+          const refusal = this.connectError(reason, error, attempt);
+          if (!this.options.bootWithoutDatabase) throw refusal;
+          this.availability.startedWithout(refusal);
+          this.startupRetries = new StartupRetries(() => this.retryStartup(), retryDelay);
+          return;
+        }
         this.warn(`cannot connect to ${this.target} (${reason}); retrying (${attempt}/${retries}) in ${retryDelay} ms`);
         await delay(retryDelay);
       }
     }
     await this.warmUp();
+  }
+
+  /**
+   * One background attempt of the startup check: true once the server
+   * answered, said so in the log and the check's other duties ran. A failure
+   * is logged only where it changes what is wrong (unreachable, failing
+   * authentication), as for acquisitions.
+   */
+  private async retryStartup(): Promise<boolean> {
+    const startedAt = performance.now();
+    let available: number;
+    try {
+      available = await this.startupQuery();
+    } catch (error) {
+      if (this.closing) return false;
+      this.availability.failed(this.connectError(this.reasonOf(error), error), startedAt);
+      return false;
+    }
+    this.startupRetries = undefined;
+    this.availability.served(this.pool.waitingCount);
+    this.checkBudget(available);
+    if (!this.closing) await this.warmUp();
+    return true;
   }
 
   /**
@@ -369,7 +413,7 @@ export class Datasource implements LeaseSource {
     this.pool.connect((error, client) => {
       // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
       if (!this.waiting.delete(recipient)) return client?.release();
-      if (error || !client) return recipient.refused(this.acquireError(error, Math.round(performance.now() - waitStarted)));
+      if (error || !client) return recipient.refused(this.acquireError(error, waitStarted));
       if (this.isExpired(client)) {
         client.release(new PoolError('connection retired (maximum lifetime, or its host was evicted)'));
         return this.checkOut(waitStarted, holder, askedAt, recipient);
@@ -427,10 +471,10 @@ export class Datasource implements LeaseSource {
     return this.pool.idleCount === 0 && this.pool.totalCount >= this.max;
   }
 
-  /** Says whether a failed acquire met a busy pool or a server that did not answer. */
-  private acquireError(error: unknown, waited: number): PoolUnavailableError {
-    const refusal = this.describeAcquireError(error, waited);
-    this.availability.refused(refusal);
+  /** Says whether a failed acquire, begun at `waitStarted`, met a busy pool or a server that did not answer. */
+  private acquireError(error: unknown, waitStarted: number): PoolUnavailableError {
+    const refusal = this.describeAcquireError(error, Math.round(performance.now() - waitStarted));
+    this.availability.refused(refusal, waitStarted);
     return refusal;
   }
 
@@ -458,11 +502,18 @@ export class Datasource implements LeaseSource {
     if (timedOut && this.stats.connectedCount() - this.pool.idleCount >= this.max) {
       return new PoolExhaustedError(this.name, waited, this.counts());
     }
-    const reason = timedOut ? `no connection within ${waited} ms` : this.reasonOf(error);
-    return new DatabaseUnreachableError(this.name, this.target, reason, codeOf(error));
+    return this.connectError(timedOut ? `no connection within ${waited} ms` : this.reasonOf(error), error);
+  }
+
+  /** Why no connection could be opened: credentials refused, or a server that did not take it. */
+  private connectError(reason: string, error: unknown, attempts?: number): DatabaseUnreachableError {
+    const code = codeOf(error);
+    const Refusal = code !== undefined && AUTHENTICATION_FAILURES.has(code) ? AuthenticationFailedError : DatabaseUnreachableError;
+    return new Refusal(this.name, this.target, reason, code, attempts);
   }
 
   private async drainAndEnd(since: number): Promise<void> {
+    this.startupRetries?.stop();
     const waiting = [...this.waiting];
     this.waiting.clear();
     for (const recipient of waiting) recipient.refused(new PoolClosedError(this.name));

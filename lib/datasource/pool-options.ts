@@ -66,6 +66,14 @@ export function validatePoolOptions(name: string, options: PoolModuleOptions): v
   // The host list, targetSessionAttrs and loadBalanceHosts, as the datasource will read them.
   const hosts = readHostChoice(options, options);
   if ('reason' in hosts) fail(hosts.option, hosts.reason);
+  if (options.bootWithoutDatabase !== undefined && typeof options.bootWithoutDatabase !== 'boolean') {
+    fail('bootWithoutDatabase', `must be true or false, got ${String(options.bootWithoutDatabase)}`);
+  }
+  // Only its type: a function is node-postgres' to call, for each new connection, and never printed.
+  const password: unknown = options.password;
+  if (password !== undefined && password !== null && typeof password !== 'string' && typeof password !== 'function') {
+    fail('password', `must be a string or a function returning one, got a value of type ${typeof password}`);
+  }
   if (options.resetOnRelease !== undefined && (typeof options.resetOnRelease !== 'string' || !options.resetOnRelease.trim())) {
     fail('resetOnRelease', 'must be a non-empty SQL string');
   }

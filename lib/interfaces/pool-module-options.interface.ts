@@ -10,6 +10,13 @@ export interface PoolModuleOptions extends PoolConfig {
   /** Datasource name, used by `@InjectPool(name)` and `@InjectConnection(name)`. Default `'default'`. */
   name?: string;
   /**
+   * The password, or a function (sync or async) called for every new
+   * connection that returns it: a rotating credential such as an IAM token
+   * or a Vault lease. The module hands it to node-postgres as given, never
+   * calls it itself and never logs what it returns.
+   */
+  password?: string | (() => string | Promise<string>);
+  /**
    * The server, or several as libpq takes them: a comma-separated list,
    * each entry with its own port or `port`'s (`'db1:5432,db2:5433'`,
    * `'db1,db2'`, `'[::1]:5432'` for IPv6). With several, each new
@@ -37,8 +44,23 @@ export interface PoolModuleOptions extends PoolConfig {
   loadBalanceHosts?: LoadBalanceHosts;
   /** How many more times the startup check (`SELECT 1`) is tried after a failure. Default 3. */
   retryAttempts?: number;
-  /** Milliseconds between two startup attempts. Default 1000. */
+  /**
+   * Milliseconds between two startup attempts. Default 1000. With
+   * `bootWithoutDatabase`, also the first wait of the background retries.
+   */
   retryDelay?: number;
+  /**
+   * When the startup check still fails after its `retryAttempts`, start the
+   * application anyway instead of failing the bootstrap (HikariCP's
+   * `initializationFailTimeout < 0`), as where the application and its
+   * database start together. Until the server answers, connections are
+   * refused with 503 (`DatabaseUnreachableError`) and health checks say
+   * down; the check is retried in the background, `retryDelay` apart at
+   * first and doubling up to 10 s, and at once when a request opens a
+   * connection. It logs once when the datasource serves, then opens its
+   * `min` connections. Default `false`: the bootstrap fails.
+   */
+  bootWithoutDatabase?: boolean;
   /**
    * On shutdown, how long to wait for checked-out clients to come back before
    * their connections are closed anyway. Default 10000 ms.
@@ -129,4 +151,4 @@ export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' 
 export type LoadBalanceHosts = 'disable' | 'random';
 
 /** Where one read replica is, and any pool setting that differs from the primary's. */
-export type ReplicaOptions = Omit<PoolModuleOptions, 'name' | 'replicas' | 'replicaRetryMillis'>;
+export type ReplicaOptions = Omit<PoolModuleOptions, 'name' | 'replicas' | 'replicaRetryMillis' | 'bootWithoutDatabase'>;
