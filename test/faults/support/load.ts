@@ -98,7 +98,7 @@ function classify(status: number, body: string): string {
     if (/^Cannot connect datasource /.test(message)) return '503 DatabaseUnreachableError';
     if (/ is shutting down /.test(message)) return '503 PoolClosedError';
     if (/ refused a connection request: /.test(message)) return '503 PoolQueueFullError';
-    if (/ failed and was closed: /.test(message)) return '503 ConnectionFailedError';
+    if (/^Connection of datasource .* failed and was closed: /.test(message)) return '503 ConnectionFailedError';
     return '503 (adapter)';
   }
   if (status === 500) {
