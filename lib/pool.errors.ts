@@ -121,6 +121,19 @@ export class DatabaseUnreachableError extends PoolUnavailableError {
   }
 }
 
+/**
+ * The server refused the datasource's credentials: SQLSTATE `28P01` (wrong
+ * password, e.g. a rotated one the `password` function has not caught up
+ * with) or `28000` (a role that may not log in, a `pg_hba.conf` rule). Its
+ * `reason` starts with `authentication failed`; like every error of the
+ * module it never holds the password.
+ */
+export class AuthenticationFailedError extends DatabaseUnreachableError {
+  constructor(datasource: string, target: string, reason: string, code: string | undefined, attempts = 1) {
+    super(datasource, target, `authentication failed: ${reason}`, code, attempts);
+  }
+}
+
 /** Why one host was not used for a connection: it did not answer, or its server is not what was asked for. */
 export interface HostRefusal {
   /** `host:port`. */
@@ -162,19 +175,6 @@ export class PrimaryLostError extends PoolUnavailableError {
     options: { cause: unknown },
   ) {
     super(`Datasource "${datasource}": ${host} no longer accepts writes (SQLSTATE 25006); its connections were closed`, options);
-    }
-  }
-
-/**
- * The server refused the datasource's credentials: SQLSTATE `28P01` (wrong
- * password, e.g. a rotated one the `password` function has not caught up
- * with) or `28000` (a role that may not log in, a `pg_hba.conf` rule). Its
- * `reason` starts with `authentication failed`; like every error of the
- * module it never holds the password.
- */
-export class AuthenticationFailedError extends DatabaseUnreachableError {
-  constructor(datasource: string, target: string, reason: string, code: string | undefined, attempts = 1) {
-    super(datasource, target, `authentication failed: ${reason}`, code, attempts);
   }
 }
 

@@ -120,7 +120,7 @@ export class DatasourceRegistry implements OnModuleInit, BeforeApplicationShutdo
       min: _m,
       targetSessionAttrs: _target,
       loadBalanceHosts: _loadBalance,
-      bootWithoutDatabase: _b,
+      bootWithoutDatabase: _bootWithout,
       ...inherited
     } = options;
     const replicaDatasources = replicas.map((replica, index) => {

@@ -10,6 +10,13 @@ export interface PoolModuleOptions extends PoolConfig {
   /** Datasource name, used by `@InjectPool(name)` and `@InjectConnection(name)`. Default `'default'`. */
   name?: string;
   /**
+   * The password, or a function (sync or async) called for every new
+   * connection that returns it: a rotating credential such as an IAM token
+   * or a Vault lease. The module hands it to node-postgres as given, never
+   * calls it itself and never logs what it returns.
+   */
+  password?: string | (() => string | Promise<string>);
+  /**
    * The server, or several as libpq takes them: a comma-separated list,
    * each entry with its own port or `port`'s (`'db1:5432,db2:5433'`,
    * `'db1,db2'`, `'[::1]:5432'` for IPv6). With several, each new
@@ -35,13 +42,6 @@ export interface PoolModuleOptions extends PoolConfig {
    * in order; `'random'` spreads connections over every host that matches.
    */
   loadBalanceHosts?: LoadBalanceHosts;
-  /**
-   * The password, or a function (sync or async) called for every new
-   * connection that returns it: a rotating credential such as an IAM token
-   * or a Vault lease. The module hands it to node-postgres as given, never
-   * calls it itself and never logs what it returns.
-   */
-  password?: string | (() => string | Promise<string>);
   /** How many more times the startup check (`SELECT 1`) is tried after a failure. Default 3. */
   retryAttempts?: number;
   /**
