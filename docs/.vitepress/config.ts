@@ -26,6 +26,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: 'Metrics', link: '/metrics' },
       { text: 'Reliability', link: '/reliability' },
       { text: 'Scaling out', link: '/scaling-out' },
+      { text: 'Failover', link: '/failover' },
       { text: 'Troubleshooting', link: '/troubleshooting' },
       { text: 'Performance', link: '/performance' },
     ],

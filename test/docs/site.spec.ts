@@ -76,7 +76,7 @@ describe('the built docs site in headless Chromium', () => {
     expect(await page.locator('h1').first().textContent()).toContain('Getting started');
     await expect(page.locator('.vp-doc div[class*="language-ts"]').first().textContent()).resolves.toContain('@InjectConnection()');
     const sidebar = await page.locator('.VPSidebar a').allTextContents();
-    for (const title of ['Concepts', 'Configuration', 'Transactions', 'Health checks', 'Metrics', 'Reliability', 'Scaling out', 'Testing your app', 'Performance', 'Troubleshooting', 'Migration']) {
+    for (const title of ['Concepts', 'Configuration', 'Transactions', 'Health checks', 'Metrics', 'Reliability', 'Scaling out', 'Failover', 'Testing your app', 'Performance', 'Troubleshooting', 'Migration']) {
       expect(sidebar.map((text) => text.trim())).toContain(title);
     }
     expect(problems).toEqual([]);

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
-import { queryOnce } from './database.js';
+import { queryOnce, waitFor } from './database.js';
 import { freePort } from './free-port.js';
 import { serverBinDir } from './server-binaries.js';
 
@@ -130,9 +130,49 @@ export class PgCluster {
     await this.pg('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', '-t', '30', 'stop']);
   }
 
-  /** Promotes a standby to primary; resolves once it takes writes. */
+  /**
+   * Promotes this standby (`pg_ctl promote`) and waits until it takes a
+   * write: pg_ctl's wait ends when the server leaves recovery, a moment
+   * before it assigns transaction ids.
+   */
   async promote(): Promise<void> {
     await this.pg('pg_ctl', ['-D', this.dataDir, '-w', '-t', '30', 'promote']);
+    await waitFor(() => this.query('postgres', 'SELECT pg_current_xact_id()').then(() => true, () => undefined), `${this.port} to take writes`);
+  }
+
+  /**
+   * Starts this stopped former primary again as a standby of `primary`, on
+   * the new primary's timeline (a clean `-m fast` stop shipped all its WAL
+   * first, so it can follow without `pg_rewind`).
+   */
+  async restartAsStandbyOf(primary: PgCluster): Promise<void> {
+    await this.writeOwnFile(join('data', 'standby.signal'), '');
+    const conninfo = `host=${primary.host} port=${primary.port} user=postgres application_name=${this.port}`;
+    await appendFile(join(this.dataDir, 'postgresql.auto.conf'), `primary_conninfo = '${conninfo}'\n`);
+    await this.start();
+  }
+
+  /** Waits until this standby has replayed everything `primary` wrote so far. */
+  async catchUpWith(primary: PgCluster): Promise<void> {
+    const { rows } = await primary.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS lsn');
+    await waitFor(async () => {
+      const replayed = await this.query<{ done: boolean }>('postgres', 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [rows[0].lsn]);
+      return replayed.rows[0].done ? true : undefined;
+    }, `${this.port} to replay ${primary.port}'s WAL up to ${rows[0].lsn}`);
+  }
+
+  /**
+   * Makes every commit wait for a standby to have it (`synchronous_standby_names = '*'`),
+   * or not; on, it waits until a standby streams as synchronous.
+   */
+  async synchronousReplication(on: boolean): Promise<void> {
+    await this.query('postgres', `ALTER SYSTEM SET synchronous_standby_names = '${on ? '*' : ''}'`);
+    await this.query('postgres', 'SELECT pg_reload_conf()');
+    if (!on) return;
+    await waitFor(async () => {
+      const { rows } = await this.query('postgres', "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'");
+      return rows.length > 0 ? true : undefined;
+    }, `a synchronous standby of ${this.port}`);
   }
 
   /**
@@ -143,6 +183,14 @@ export class PgCluster {
   async setReadOnly(readOnly: boolean): Promise<void> {
     await this.query('postgres', `ALTER SYSTEM SET default_transaction_read_only = ${readOnly ? 'on' : 'off'}`);
     await this.query('postgres', 'SELECT pg_reload_conf()');
+  }
+
+  /** Waits until no session of the server holds a transaction id: after setReadOnly(true), those begun before may still write and commit. */
+  async writesEnded(): Promise<void> {
+    await waitFor(async () => {
+      const { rows } = await this.query('postgres', 'SELECT 1 FROM pg_stat_activity WHERE backend_xid IS NOT NULL');
+      return rows.length === 0 ? true : undefined;
+    }, `the writing transactions of ${this.port} to end`);
   }
 
   /** Client sessions open on `database` (this query's own excluded). */
