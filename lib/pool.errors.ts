@@ -326,7 +326,10 @@ export class DeadlineExceededError extends WorkCancelledError {
 
 /** A deadline given to `@RequestDeadline()` or `setRequestDeadline()` is not a positive number of milliseconds. */
 export class InvalidDeadlineError extends PoolError {
-  constructor(readonly value: unknown) {
+  constructor(
+    /** What was given instead of a number of milliseconds. */
+    readonly value: unknown,
+  ) {
     super(`A request deadline must be a positive, finite number of milliseconds, got ${String(value)}`);
   }
 }
