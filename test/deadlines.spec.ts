@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
+  ConnectionScope,
   DeadlineExceededError,
   getConnectionToken,
   getPoolToken,
@@ -200,6 +201,32 @@ describe.each(ADAPTERS)('request deadlines (%s)', (adapter) => {
     } finally {
       await Promise.all(held.map((h) => h.release()));
     }
+  });
+});
+
+describe('work outside requests (ConnectionScope.run())', () => {
+  let db: TestDatabase;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('deadline_run');
+    app = await createHttpApp({ imports: [PoolModule.forRoot({ ...db.options, max: 1, requestDeadlineMillis: 100 })] }, 'express');
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('is not bound by requestDeadlineMillis, which is for requests, but takes a deadline of its own', async () => {
+    const connection = app.get<PoolConnection>(getConnectionToken());
+    // A batch job longer than the requests' budget runs to its end.
+    await expect(ConnectionScope.run(() => connection.query('SELECT pg_sleep(0.3)'))).resolves.toMatchObject({ rowCount: 1 });
+    const cut = ConnectionScope.run(async () => {
+      setRequestDeadline(100);
+      return connection.query('SELECT pg_sleep(30)');
+    });
+    await expect(cut).rejects.toBeInstanceOf(DeadlineExceededError);
   });
 });
 

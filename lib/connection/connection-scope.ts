@@ -149,8 +149,12 @@ export class ConnectionScope {
   private aborted = false;
   /** Every datasource's client goes back after each query (see holdPerQuery()). */
   private perQuery = false;
-  /** Opened by `ConnectionScope.run()`, whose caller asked for one client throughout: `clientHold: 'query'` does not apply. */
-  private holdsThroughout = false;
+  /**
+   * Opened by `ConnectionScope.run()`, for work outside requests, whose caller
+   * asked for one client throughout: `clientHold: 'query'` does not apply, nor
+   * does `requestDeadlineMillis` (a deadline of its own still can be set).
+   */
+  private byRun = false;
   /** Datasources whose client went back after the end with a transaction open (rolled back). */
   private cutTransactions: LeaseSource[] | undefined = undefined;
   /** `performance.now()` as the scope opened: deadlines count from there. */
@@ -182,7 +186,7 @@ export class ConnectionScope {
    */
   static run<T>(fn: () => T | Promise<T>): Promise<T> {
     const scope = new ConnectionScope();
-    scope.holdsThroughout = true;
+    scope.byRun = true;
     let result: T | Promise<T>;
     try {
       result = runInContext(scope, fn);
@@ -337,7 +341,7 @@ export class ConnectionScope {
   }
 
   private deadlineOf(source: LeaseSource): number | undefined {
-    return this.deadlineAt ?? (source.deadlineMillis > 0 ? this.startedAt + source.deadlineMillis : undefined);
+    return this.deadlineAt ?? (source.deadlineMillis > 0 && !this.byRun ? this.startedAt + source.deadlineMillis : undefined);
   }
 
   /** @internal See LeaseSlot.transactionCut(). */
@@ -398,7 +402,7 @@ export class ConnectionScope {
   protected ended(): void {}
 
   private holdsPerQueryOn(source: LeaseSource): boolean {
-    return this.perQuery || (source.holdsPerQuery && !this.holdsThroughout);
+    return this.perQuery || (source.holdsPerQuery && !this.byRun);
   }
 
   private slotOf(source: LeaseSource): LeaseSlot | undefined {

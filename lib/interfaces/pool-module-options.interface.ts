@@ -118,7 +118,8 @@ export interface PoolModuleOptions extends PoolConfig {
   clientHold?: 'request' | 'query';
   /**
    * How long (ms) a request's work on this datasource may run, counted from
-   * the request's start, unless the request was given a deadline of its own
+   * the request's start (not work in `ConnectionScope.run()`, which is no
+   * request's), unless the request was given a deadline of its own
    * (`@RequestDeadline()`, `setRequestDeadline()`). When it passes, the
    * running query is cancelled on the server, an open transaction is rolled
    * back, later queries of the request fail at once, all with
