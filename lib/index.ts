@@ -14,6 +14,7 @@ export { ConnectionScope } from './connection/connection-scope.js';
 export { ConnectionScopeInterceptor } from './scope-initializers/connection-scope.interceptor.js';
 export { RequestDeadline } from './deadline/request-deadline.decorator.js';
 export { setRequestDeadline } from './deadline/request-deadline.js';
+export { setRequestSettings, type RequestSettingsOptions } from './settings/request-settings.js';
 export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
 export { Transactional, type AsyncMethod, type AsyncMethodDecorator } from './transaction/transactional.decorator.js';

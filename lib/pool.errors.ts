@@ -253,14 +253,21 @@ export class ConnectionScopeClosedError extends PoolError {
   constructor(
     /** Name of the datasource the refused work was for. */
     readonly datasource: string,
-    /** 'in a transaction': the end rolled back a transaction the work belonged to. */
-    readonly state?: 'in a transaction',
+    /**
+     * 'in a transaction': the end rolled back a transaction the work belonged to;
+     * 'with request settings': the request set settings (`setRequestSettings()`) the work would run without.
+     */
+    readonly state?: 'in a transaction' | 'with request settings',
   ) {
     super(
-      state
+      state === 'in a transaction'
         ? `The connection scope for datasource "${datasource}" ended with a transaction open on its connection, which ` +
             'was rolled back; the statements that came after it would run outside it, and are refused'
-        : `The connection scope for datasource "${datasource}" has ended (request finished), so a raw client from ` +
+        : state === 'with request settings'
+          ? `The connection scope for datasource "${datasource}" has ended, and the work that came after it would run ` +
+              'without the settings its request gave (setRequestSettings()); await the work, or run it in ' +
+              'ConnectionScope.run() called inside the request, which takes the settings along'
+          : `The connection scope for datasource "${datasource}" has ended (request finished), so a raw client from ` +
             'getClient() would have nobody to release it; work that outlives its request must open a scope of its own ' +
             'with ConnectionScope.run()',
     );
@@ -305,7 +312,7 @@ export abstract class WorkCancelledError extends QuietPoolError {
  */
 export class RequestAbandonedError extends WorkCancelledError {
   constructor(datasource: string, options?: { cause: unknown }) {
-    const what = options ? 'cancelled' : "refused (queriesAfterHangUp: 'refuse')";
+    const what = options ? 'cancelled' : 'refused';
     super(datasource, 499, `The client of this request went away: its work on datasource "${datasource}" was ${what}`, options);
   }
 }
@@ -351,10 +358,42 @@ export class ClientReleasedError extends PoolError {
   }
 }
 
+/**
+ * `setRequestSettings()` was given what PostgreSQL would not take (a name
+ * that is no setting's, a value that is no string, an empty role), or was
+ * called inside a transaction, where the settings would end with it.
+ */
+export class InvalidRequestSettingsError extends PoolError {
+  constructor(
+    /** What was wrong, naming the setting. */
+    readonly reason: string,
+  ) {
+    super(`Invalid request settings: ${reason}`);
+  }
+}
+
+/**
+ * The server refused the request's settings (`setRequestSettings()`): a
+ * role that does not exist or that the connection's user is not a member
+ * of, a value the setting rejects. The request's queries on that
+ * connection fail with it (none may run without its settings), and the
+ * connection is closed.
+ */
+export class RequestSettingsFailedError extends PoolError {
+  constructor(
+    /** Name of the datasource whose server refused them. */
+    readonly datasource: string,
+    options: { cause: Error },
+  ) {
+    super(`The request's settings could not be applied on datasource "${datasource}": ${options.cause.message}`);
+    this.cause = options.cause;
+  }
+}
+
 /** `getClient()` was called where no connection scope is open, so nothing would release the client. */
 export class NoConnectionScopeError extends PoolError {
   constructor(
-    /** Name of the datasource `getClient()` was called on; undefined for `setRequestDeadline()`. */
+    /** Name of the datasource `getClient()` was called on; undefined for `setRequestDeadline()` and `setRequestSettings()`. */
     readonly datasource: string | undefined,
     /** What was called. */
     operation = 'getClient()',

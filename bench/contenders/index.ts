@@ -16,7 +16,7 @@ import { ClsModule, ClsService } from 'nestjs-cls';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
-import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule } from '../../lib/index.js';
+import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule, setRequestSettings } from '../../lib/index.js';
 import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
@@ -66,6 +66,15 @@ class PgPoolModuleService implements QueryService {
   }
   selectTwice(): Promise<unknown> {
     return aroundOtherWork(() => this.selectOne());
+  }
+}
+
+// (1) for a tenant: the request's settings set first, as a guard would (see setRequestSettings()).
+@Injectable()
+class TenantSettingsService extends PgPoolModuleService {
+  override selectOne(): Promise<unknown> {
+    setRequestSettings({ 'app.tenant_id': '42' });
+    return super.selectOne();
   }
 }
 
@@ -321,6 +330,12 @@ export const EXPERIMENTS: Contender[] = [
     pool: 'module',
     module: () =>
       app([{ provide: QUERY_SERVICE, useClass: PgPoolModuleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0, requestDeadlineMillis: 30_000 })]),
+  },
+  {
+    id: 'pg-pool-module-settings',
+    label: '(1) with setRequestSettings() in every request',
+    pool: 'module',
+    module: () => app([{ provide: QUERY_SERVICE, useClass: TenantSettingsService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
   },
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {

@@ -6,12 +6,14 @@ import {
   DeadlineExceededError,
   PoolError,
   RequestAbandonedError,
+  RequestSettingsFailedError,
   WorkCancelledError,
 } from '../pool.errors.js';
 import { sendCancelRequest } from './cancel-request.js';
-import type { QueryCallback, QueryInput } from './query-input.js';
+import { textOf, type QueryCallback, type QueryInput } from './query-input.js';
 import { RawClient, type RawClientOwner } from './raw-client.js';
-import { DEALLOCATE_ALL, sessionResets } from './session-state.js';
+import { DEALLOCATE_ALL, RESET_SETTINGS, sessionResets } from './session-state.js';
+import { beginWithSettings, carryingSettings, SettingsStatement, type SessionSettings } from './session-settings.js';
 import { describeHolder, type ScopeHolder } from './scope-holder.js';
 import { backendKeyOf, endsSession, forgetDeallocatedStatements, isInTransaction, whenReadyForQuery } from './pg-client-state.js';
 import type { Turns } from './turns.js';
@@ -40,6 +42,8 @@ export function watchLeasedClient(client: PoolClient): void {
 
 // SQLSTATE query_canceled: what a query the module had cancelled fails with.
 const QUERY_CANCELED = '57014';
+
+type PgCallback<R extends QueryResultRow> = (error: Error | null, result: QueryResult<R>) => void;
 
 /**
  * pg's promise API re-captures a failed query's stack here, in a reaction
@@ -101,6 +105,12 @@ export interface LeasePolicy {
   readonly resetOnRelease: string | undefined;
   /** Why a statement may not run on this datasource's connections, if it may not (a transaction-mode pooler). */
   readonly refuseStatement: ((input: QueryInput) => Error | undefined) | undefined;
+  /**
+   * A request's settings (see SessionSettings) go into each transaction
+   * (`set_config(…, true)`) rather than on the session: behind a
+   * transaction-mode pooler each transaction may run on another server connection.
+   */
+  readonly settingsPerTransaction: boolean;
   /** Whether a finished command may have written; set where the request's later reads must stay on the primary. */
   readonly mayHaveWritten: ((command: string | null | undefined) => boolean) | undefined;
   /** True when the connection outlived its lifetime (or its host was evicted) and must be closed, not reused. */
@@ -151,6 +161,8 @@ export class ConnectionLease implements RawClientOwner {
   private raw: RawClient | undefined = undefined;
   /** What undoes the session state the holder left (see session-state.ts), run before anyone else borrows the client. */
   private sessionResets: Set<string> | undefined = undefined;
+  /** The request's settings (see applySettings()): on the session, or carried into each transaction. */
+  private settings: SessionSettings | undefined = undefined;
   private leakTimer: NodeJS.Timeout | undefined = undefined;
   private leakReported = false;
 
@@ -234,6 +246,21 @@ export class ConnectionLease implements RawClientOwner {
     if (this.policy.mayHaveWritten?.(result.command)) this.wrote = true;
   }
 
+  /**
+   * Gives the holder's statements the request's settings (see
+   * SessionSettings): on the session, set before any query sent after this
+   * and reset before the client goes back (which does not pin the client to
+   * the request: the next client gets them too); or, where they go per
+   * transaction, carried into each transaction (see run()). If the server
+   * refuses them, every query of the lease fails with
+   * RequestSettingsFailedError and the connection is closed.
+   */
+  applySettings(settings: SessionSettings): void {
+    this.settings = settings;
+    if (this.policy.settingsPerTransaction) return;
+    this.send(settings.forSession, undefined, false, ignore);
+  }
+
   /** True while a transaction runs, or waits to run, on this client. */
   get inTransactions(): boolean {
     return this.transactionTurns !== undefined && this.transactionTurns.busy;
@@ -281,11 +308,10 @@ export class ConnectionLease implements RawClientOwner {
 
   private dispatch<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, releaseAfter: boolean, done: QueryCallback<R>): void {
     try {
-      // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
-      this.client.query<R>(input as string, values as unknown[], (error: Error | null, result: QueryResult<R>) => {
+      this.run<R>(input, values, (error, result) => {
         // Before the client may go back: a broken one must be marked so first.
         if (error) this.noteBroken(error);
-        else this.noteCommands(result, input);
+        else if (!(input instanceof SettingsStatement)) this.noteCommands(result, input);
         const ended = (): void => {
           const outcome = error ? this.outcomeOf(error) : undefined;
           this.queryEnded(releaseAfter);
@@ -300,6 +326,46 @@ export class ConnectionLease implements RawClientOwner {
       this.queryEnded(releaseAfter);
       done(error as Error);
     }
+  }
+
+  /**
+   * Sends `input` on the client, with the request's settings where they go
+   * into each transaction (see carryingSettings()): a BEGIN sent as text
+   * takes them in the same simple query; another statement outside a
+   * transaction runs in one of its own that sets them, which costs two
+   * round trips more.
+   */
+  private run<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, callback: PgCallback<R>): void {
+    const settings = this.settings;
+    const carry = settings !== undefined && this.policy.settingsPerTransaction && !isInTransaction(this.client) ? carryingSettings(input) : 'none';
+    if (input instanceof SettingsStatement) {
+      return void this.client.query<R>(input, (error, result) => callback(error && this.settingsFailed(error), result));
+    }
+    if (carry === 'none') {
+      // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
+      return void this.client.query<R>(input as string, values as unknown[], callback);
+    }
+    const begin = beginWithSettings(carry === 'append' ? textOf(input) : 'BEGIN', settings!);
+    this.client.query(begin, (error: Error | null, results: QueryResult) => {
+      // The BEGIN's result is the statement's own; the settings' is the module's.
+      if (error || carry === 'append') return callback(error && this.settingsFailed(error), (results as unknown as Array<QueryResult<R>>)?.[0]);
+      this.client.query<R>(input as string, values as unknown[], (failure, result) => {
+        const end = (): void => void this.client.query(failure ? 'ROLLBACK' : 'COMMIT', (ended: Error | null) => callback(failure ?? ended, result));
+        if (failure) whenReadyForQuery(this.client, end);
+        else end();
+      });
+    });
+  }
+
+  /**
+   * The server refused the request's settings: the lease is broken with a
+   * RequestSettingsFailedError, which every later query of it fails with,
+   * as none may run without them. A failure that is not the server's answer
+   * (the connection failed, the module cancelled the statement) stays as it is.
+   */
+  private settingsFailed(error: Error): Error {
+    if (!(error instanceof DatabaseError) || endsSession(error) || this.cancelledBy) return error;
+    return (this.brokenBy ??= new RequestSettingsFailedError(this.policy.name, { cause: error }));
   }
 
   /**
@@ -405,7 +471,7 @@ export class ConnectionLease implements RawClientOwner {
       return lost;
     }
     const failure = this.failure(error);
-    if (!this.inTransactions) this.owner?.connectionLost(failure);
+    if (!this.inTransactions && failure instanceof ConnectionFailedError) this.owner?.connectionLost(failure);
     return failure;
   }
 
@@ -422,7 +488,8 @@ export class ConnectionLease implements RawClientOwner {
     if (isInTransaction(this.client)) this.owner?.transactionCut();
     if (this.raw?.hasWorkInFlight) this.leftOpen();
     const reset = this.policy.resetOnRelease;
-    if (!this.brokenBy && (reset || this.sessionResets || isInTransaction(this.client))) void this.cleanThenRelease(reset);
+    const onSession = this.settings !== undefined && !this.policy.settingsPerTransaction;
+    if (!this.brokenBy && (reset || onSession || this.sessionResets || isInTransaction(this.client))) void this.cleanThenRelease(reset, onSession);
     else this.releaseToPool();
   }
 
@@ -442,10 +509,10 @@ export class ConnectionLease implements RawClientOwner {
     if (!this.cancelledBy) this.policy.warn(`${reason.message} (close cursors and await queries before the request ends); its connection was closed`);
   }
 
-  private async cleanThenRelease(reset: string | undefined): Promise<void> {
+  private async cleanThenRelease(reset: string | undefined, settingsOnSession: boolean): Promise<void> {
     try {
       if (isInTransaction(this.client)) await this.client.query('ROLLBACK');
-      const undo = this.sessionResets;
+      const undo = settingsOnSession ? new Set(this.sessionResets).add(RESET_SETTINGS) : this.sessionResets;
       if (undo) await this.client.query([...undo].join('; '));
       if (reset) await this.client.query(reset);
       if (reset || undo?.has(DEALLOCATE_ALL)) await forgetDeallocatedStatements(this.client);
@@ -477,7 +544,9 @@ export class ConnectionLease implements RawClientOwner {
     return Math.round(performance.now() - this.acquiredAt);
   }
 
-  private failure(error: unknown): ConnectionFailedError {
+  /** What the work of a broken lease fails with: why the server refused the request's settings, or why its connection was closed. */
+  private failure(error: unknown): ConnectionFailedError | RequestSettingsFailedError {
+    if (error instanceof RequestSettingsFailedError) return error;
     const reason = error instanceof Error ? error.message : String(error);
     return new ConnectionFailedError(this.policy.name, reason, { cause: error });
   }

@@ -7,6 +7,7 @@ import type { LeaseRecipient, LeaseSource } from './lease-source.js';
 import { isInTransaction } from './pg-client-state.js';
 import type { QueryInput } from './query-input.js';
 import type { ScopeHolder } from './scope-holder.js';
+import type { SessionSettings } from './session-settings.js';
 
 declare module '../context/request-context.js' {
   interface RequestContext {
@@ -62,6 +63,7 @@ class LeaseSlot implements LeaseRecipient {
       lease.release();
       return this.flush(refusal, undefined);
     }
+    scope.prepare(lease);
     this.flush(undefined, lease);
     if (scope.isClosed) lease.release();
   }
@@ -163,6 +165,8 @@ export class ConnectionScope {
   private deadlineAt: number | undefined = undefined;
   /** Datasources whose deadline passed: the scope's work on them is refused. */
   private outOfTime: LeaseSource[] | undefined = undefined;
+  /** What every client of the scope is given before its first query (see setSettings()). */
+  private settings: SessionSettings | undefined = undefined;
   // Let go of when the scope ends (see end()).
   private holder: ScopeHolder | undefined;
 
@@ -187,6 +191,8 @@ export class ConnectionScope {
   static run<T>(fn: () => T | Promise<T>): Promise<T> {
     const scope = new ConnectionScope();
     scope.byRun = true;
+    // Work a request starts in a scope of its own runs with the request's settings (see setRequestSettings()).
+    scope.settings = ConnectionScope.current()?.settings;
     let result: T | Promise<T>;
     try {
       result = runInContext(scope, fn);
@@ -296,8 +302,37 @@ export class ConnectionScope {
     if (this.cutTransactions?.includes(source)) {
       return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'in a transaction');
     }
+    // It would run on clients without the request's settings: for row-level security, as nobody's.
+    if (this.settings) return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'with request settings');
     if (!this.aborted || !source.refusesAfterHangUp) return undefined;
     return new RequestAbandonedError(source.name);
+  }
+
+  /**
+   * @internal Gives every client of the scope `settings` (see
+   * ConnectionLease.applySettings()), in place of earlier ones: those it holds
+   * now, after the queries already sent on them, and those it borrows later,
+   * before their first query.
+   */
+  setSettings(settings: SessionSettings): void {
+    this.settings = settings;
+    for (const lease of this.heldLeases()) lease.applySettings(settings);
+  }
+
+  /** @internal Readies a client the scope borrowed for its work: the request's settings, if it set any. */
+  prepare(lease: ConnectionLease): void {
+    if (this.settings !== undefined) lease.applySettings(this.settings);
+  }
+
+  /** @internal True when a client of the scope runs a transaction (its own, or a raw `BEGIN`). */
+  get inTransaction(): boolean {
+    return this.heldLeases().some((lease) => lease.inTransactions || isInTransaction(lease.client));
+  }
+
+  /** The clients the scope holds now (not those on their way). */
+  private heldLeases(): ConnectionLease[] {
+    const slots = this.others ? [this.first, ...this.others.values()] : [this.first];
+    return slots.flatMap((slot) => (slot?.lease !== undefined && !slot.lease.isReleased ? [slot.lease] : []));
   }
 
   /**

@@ -1,6 +1,7 @@
 // What undoes each kind of session state; several run as one statement text before the client goes back.
 // RESET ALL leaves the role alone: SET SESSION AUTHORIZATION DEFAULT resets it (any role may run it).
-const RESET_SETTINGS = 'SET SESSION AUTHORIZATION DEFAULT; RESET ALL';
+/** Undoes settings and the role, whoever set them (the holder, or the request's settings: see session-settings.ts). */
+export const RESET_SETTINGS = 'SET SESSION AUTHORIZATION DEFAULT; RESET ALL';
 /** Undoes PREPARE; node-postgres' cache of the statements it prepared must then be told (see forgetDeallocatedStatements()). */
 export const DEALLOCATE_ALL = 'DEALLOCATE ALL';
 const UNLISTEN = 'UNLISTEN *';
@@ -24,7 +25,7 @@ const TRANSACTION_SCOPED_SET = /^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS)\b[^;]*
 // A SELECT's tag cannot tell; its text can, for the functions users call to change the session.
 const MAY_CHANGE_SESSION = /set_config|advisory_lock/i;
 // set_config(name, value, is_local) but for a literal `true` as is_local (a transaction's own setting).
-const SESSION_SET_CONFIG = /\bset_config\s*\((?![^)]*,\s*true\s*\))/i;
+export const SESSION_SET_CONFIG = /\bset_config\s*\((?![^)]*,\s*true\s*\))/i;
 /** A session advisory lock taken (not a transaction's, `pg_advisory_xact_lock`): it outlives the transaction. */
 export const SESSION_ADVISORY_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
 const TEMPORARY = /\bTEMP(ORARY)?\b/i;

@@ -123,6 +123,7 @@ export class Datasource implements LeaseSource {
       leakDetectionThreshold: options.leakDetectionThreshold ?? 0,
       resetOnRelease: options.resetOnRelease,
       refuseStatement: options.transactionPooling ? (input) => transactionPoolingRefusal(name, input) : undefined,
+      settingsPerTransaction: options.transactionPooling === true,
       // A request that wrote reads its own writes: only a datasource with replicas need know.
       mayHaveWritten: options.replicas?.length ? mayHaveWritten : undefined,
       isExpired: (client) => this.isExpired(client),

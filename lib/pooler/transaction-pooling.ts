@@ -1,5 +1,5 @@
 import { textOf, type QueryInput } from '../connection/query-input.js';
-import { SESSION_ADVISORY_LOCK } from '../connection/session-state.js';
+import { SESSION_ADVISORY_LOCK, SESSION_SET_CONFIG } from '../connection/session-state.js';
 import { SessionStateError } from '../pool.errors.js';
 
 /**
@@ -13,6 +13,10 @@ const SESSION_STATEMENTS: ReadonlyArray<readonly [RegExp, string]> = [
   [
     /^\s*(SET|RESET)\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)/i,
     'SET/RESET changes the server session, which other clients share; use SET LOCAL inside a transaction',
+  ],
+  [
+    SESSION_SET_CONFIG,
+    'set_config(…, false) changes the server session, which other clients share; use setRequestSettings(), or set_config(…, true) inside a transaction',
   ],
   [/^\s*LISTEN\b/i, 'LISTEN needs a session of its own; listen on a direct connection to the server'],
   [SESSION_ADVISORY_LOCK, 'a session advisory lock outlives the transaction; use pg_advisory_xact_lock'],

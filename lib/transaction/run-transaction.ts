@@ -76,7 +76,12 @@ export function runWithPropagation<T>(
 /** A transaction on a client of its own, released when the transaction ends. */
 function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
   return inScope(datasource, (scope) =>
-    withRetries(options.retry, () => datasource.withLease((lease) => OpenTransaction.runOn(datasource, lease, scope, options, work))).catch(
+    withRetries(options.retry, () =>
+      datasource.withLease((lease) => {
+        scope.prepare(lease);
+        return OpenTransaction.runOn(datasource, lease, scope, options, work);
+      }),
+    ).catch(
       tellWhenToRetry,
     ),
   );

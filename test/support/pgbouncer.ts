@@ -9,8 +9,8 @@ import { freePort } from './free-port.js';
 
 export interface PgBouncer {
   readonly port: number;
-  /** Options that reach `database` through this PgBouncer. */
-  optionsFor(database: string): PoolModuleOptions;
+  /** Options that reach `database` through this PgBouncer, as the server's user or as one of `logins`. */
+  optionsFor(database: string, login?: Login): PoolModuleOptions;
   /** False once the process has exited (stopped, or died of a FATAL error). */
   readonly running: boolean;
   /** What PgBouncer has logged so far. */
@@ -27,13 +27,20 @@ export interface PgBouncer {
  * server with trust authentication gets a made-up one, which it ignores.
  * PgBouncer refuses to run as root, so as root it runs as `postgres`.
  */
-export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
+/** A user and password PgBouncer accepts (and logs in to the server with) besides the server's own user. */
+export interface Login {
+  user: string;
+  password: string;
+}
+
+export async function startPgBouncer(poolSize: number, logins: Login[] = []): Promise<PgBouncer> {
   const dir = mkdtempSync(join(tmpdir(), 'npp-pgbouncer-'));
   const port = await freePort();
   const server = serverConfig();
   const { username: user, hostname: host, port: serverPort } = new URL(connectionUrl(server));
   const password = serverPassword() ?? 'npp-bouncer-secret';
-  writeFileSync(join(dir, 'users.txt'), `"${decodeURIComponent(user)}" "${password.replaceAll('"', '""')}"\n`);
+  const users = [{ user: decodeURIComponent(user), password }, ...logins];
+  writeFileSync(join(dir, 'users.txt'), users.map((login) => `"${login.user}" "${login.password.replaceAll('"', '""')}"\n`).join(''));
   writeFileSync(
     join(dir, 'pgbouncer.ini'),
     [
@@ -80,7 +87,7 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
   const logFile = join(dir, 'pgbouncer.log');
   return {
     port,
-    optionsFor: (database) => ({ host: '127.0.0.1', port, user: decodeURIComponent(user), password, database, transactionPooling: true }),
+    optionsFor: (database, login = users[0]) => ({ host: '127.0.0.1', port, user: login.user, password: login.password, database, transactionPooling: true }),
     get running() {
       return isAlive(pid);
     },
