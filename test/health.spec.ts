@@ -7,10 +7,11 @@ import { PoolHealthIndicator } from '../lib/health/index.js';
 import { describeFailure } from '../lib/health/describe-failure.js';
 import { getConnectionToken, getPoolToken, PoolClosedError, PoolConnection, PoolExhaustedError, PoolModule, PoolStatsService } from '../lib/index.js';
 import { connectionUrl, serverAddress } from './support/connection-url.js';
-import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { holdClients } from './support/hold-client.js';
 import { createHttpApp } from './support/http-app.js';
 import { TcpProxy } from './support/tcp-proxy.js';
+import { HealthModule } from './examples/health.js';
 
 /** What GET /health checks; each test sets its own list. */
 class HealthChecks {
@@ -95,26 +96,48 @@ describe('PoolHealthIndicator', () => {
     expect(stats.get()).toMatchObject({ inUse: 0, waiting: 0 });
   });
 
-  it('answers down within its timeout when the pool is saturated, and hands back the client it got too late', async () => {
-    const pool = app.get<Pool>(getPoolToken());
-    const holders = await holdClients(connection, 2);
-    checks.list = [() => indicator.pingCheck('database', { timeout: 300 })];
-    const startedAt = Date.now();
-    const { body } = await getHealth().expect(503);
-    expect(Date.now() - startedAt).toBeLessThan(1300);
-    expect(body.error.database).toMatchObject({ status: 'down', message: 'timeout of 300ms exceeded' });
-    // The abandoned request is still queued: pg-pool cannot withdraw it.
-    expect(stats.get()).toMatchObject({ inUse: 2, waiting: 1 });
+  it('gives up a ping still waiting for a new connection at its timeout, and hands that client back once it opens', async () => {
+    const pool = app.get<Pool>(getPoolToken('proxied'));
+    await indicator.pingCheck('proxied', { name: 'proxied' }); // its one connection, idle
+    const idleGone = poolEvents(pool, 'remove', 1);
+    proxy.cut('hold-responses');
+    await idleGone;
+    const result = await indicator.pingCheck('proxied', { name: 'proxied', timeout: 200 });
+    expect(result.proxied).toMatchObject({ status: 'down', message: 'timeout of 200ms exceeded' });
+    expect(stats.get('proxied')).toMatchObject({ total: 1, idle: 0 });
 
-    // The holders' two clients, then the one the abandoned ping got and handed straight back.
-    const releases = poolEvents(pool, 'release', 3);
-    const before = stats.get();
-    await holders.release();
-    await releases;
-    const after = stats.get();
-    expect(after).toMatchObject({ inUse: 0, waiting: 0 });
-    expect(after.released - before.released).toBe(3);
-    expect(after.acquired).toBe(after.released);
+    const released = poolEvents(pool, 'release', 1);
+    proxy.restore();
+    await released;
+    expect(stats.get('proxied')).toMatchObject({ total: 1, idle: 1, inUse: 0, waiting: 0 });
+  });
+
+  it('pings a saturated pool on one connection of its own, shared by the pings meanwhile and closed after', async () => {
+    const proxiedConnection = app.get<PoolConnection>(getConnectionToken('proxied'));
+    const held = await holdClients(proxiedConnection, 1);
+    try {
+      const before = stats.get('proxied');
+      const { accepted, openCount } = proxy;
+      const [one, two] = await Promise.all([
+        indicator.pingCheck('one', { name: 'proxied', timeout: 5000 }),
+        indicator.pingCheck('two', { name: 'proxied', timeout: 5000 }),
+      ]);
+      expect([one.one.status, two.two.status]).toEqual(['up', 'up']);
+      expect(proxy.accepted - accepted).toBe(1);
+      // Nothing borrowed from the pool, nothing queued in it.
+      expect(stats.get('proxied')).toMatchObject({ inUse: 1, waiting: 0, acquired: before.acquired });
+      await waitFor(async () => (proxy.openCount === openCount ? true : undefined), "the ping's connection to close");
+
+      // A server that does not answer it is down, and the connection is closed once the ping gave up.
+      proxy.holdResponses();
+      const silent = await indicator.pingCheck('proxied', { name: 'proxied', timeout: 200 });
+      expect(silent.proxied).toMatchObject({ status: 'down', message: 'timeout of 200ms exceeded' });
+      await waitFor(async () => (proxy.openCount === openCount ? true : undefined), "the silent ping's connection to close");
+    } finally {
+      proxy.restore();
+      await held.release();
+    }
+    expect(stats.get('proxied')).toMatchObject({ inUse: 0, waiting: 0 });
   });
 
   it('cancels its query on timeout, then hands the client back once the server answers', async () => {
@@ -246,6 +269,58 @@ describe('PoolHealthIndicator with a read replica', () => {
     await queued;
     checks.list = [() => indicator.poolCheck('database_pool')];
     expect((await getHealth().expect(200)).body.details.database_pool.replicas).toEqual([idleReplica]);
+  });
+
+  it('replicaCheck keeps a replica whose pool is saturated in rotation: busy is not down', async () => {
+    const held = await holdClients(replicaReads, 1);
+    try {
+      const { replicas } = await indicator.replicaCheck('replicas');
+      expect(replicas).toMatchObject({ status: 'up', replicas: [{ name: REPLICA, up: true }] });
+    } finally {
+      await held.release();
+    }
+  });
+});
+
+describe("the docs' health endpoint with a saturated pool", () => {
+  let db: TestDatabase;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('health_example');
+    app = await createHttpApp(
+      { imports: [PoolModule.forRoot({ ...db.options, max: 2 }), PoolModule.forRoot({ ...db.options, name: 'reports', max: 1 }), HealthModule] },
+      'express',
+    );
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('answers 200 degraded within its ping timeout: the ping up on a connection of its own, the pool degraded', async () => {
+    const stats = app.get(PoolStatsService);
+    const held = await holdClients(app.get<PoolConnection>(getConnectionToken()), 2);
+    try {
+      const before = stats.get();
+      const startedAt = performance.now();
+      const { body } = await supertest(app.getHttpServer()).get('/health').expect(200);
+      // The example's ping timeout: a ping queued behind the held clients would answer 503 then.
+      expect(performance.now() - startedAt).toBeLessThan(1000);
+      expect(body).toMatchObject({
+        status: 'degraded',
+        info: {
+          database: { status: 'up', responseTime: expect.any(Number) },
+          database_pool: { status: 'degraded', inUse: 2, waiting: 0, max: 2, utilization: 1, message: '2 of 2 connections in use (more than 90%)' },
+          reports: { status: 'up' },
+        },
+        error: {},
+      });
+      expect(stats.get()).toMatchObject({ inUse: 2, waiting: 0, acquired: before.acquired });
+    } finally {
+      await held.release();
+    }
   });
 });
 

@@ -61,6 +61,8 @@ export class Datasource implements LeaseSource {
   readonly stats: PoolStatsRecorder;
   private readonly leases = new Set<ConnectionLease>();
   private readonly max: number;
+  /** The class the pool makes its clients of (see clientOutsidePool()). */
+  private readonly clientClass: typeof pg.Client;
   /** Which host each new connection goes to; undefined for one host and `targetSessionAttrs` 'any', where pg alone decides. */
   private readonly targeting: HostTargeting | undefined;
   /** When each connection must be retired; see `maxLifetimeJitter`. */
@@ -108,11 +110,12 @@ export class Datasource implements LeaseSource {
     // pg's typings give the option a narrower class than pg.Client, which the pool is made with by default.
     const baseClient = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     this.targeting = this.hostTargeting(choice, baseClient);
+    this.clientClass = timedClientClass(this.targeting ? targetedClientClass(baseClient, this.targeting) : baseClient);
     this.pool = new pg.Pool({
       keepAlive: true,
       connectionTimeoutMillis: DEFAULT_ACQUIRE_TIMEOUT_MS,
       ...poolConfig,
-      Client: timedClientClass(this.targeting ? targetedClientClass(baseClient, this.targeting) : baseClient) as unknown as pg.PoolConfig['Client'],
+      Client: this.clientClass as unknown as pg.PoolConfig['Client'],
     });
     this.max = this.pool.options.max;
     this.holdsPerQuery = options.clientHold === 'query';
@@ -158,6 +161,22 @@ export class Datasource implements LeaseSource {
 
   counts(): PoolCounts {
     return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.max };
+  }
+
+  /** True when an acquisition would queue behind the others: no idle client and no room for another. */
+  get saturated(): boolean {
+    return this.mustWait();
+  }
+
+  /**
+   * A client of the pool's own class and options (its host targeting
+   * included) that the pool knows nothing of: the caller connects and ends
+   * it. For a health ping that must not queue behind the requests it reports
+   * on; refused, as acquisitions are, once the datasource closes.
+   */
+  clientOutsidePool(): pg.Client {
+    if (this.closing) throw new PoolClosedError(this.name);
+    return new this.clientClass(this.pool.options);
   }
 
   /** Checks out a client; `holder` names the borrower in leak warnings. */

@@ -1,14 +1,18 @@
 import { HUNG_UP, type ConnectionLease } from '../connection/connection-lease.js';
 import type { Datasource } from '../datasource/datasource.js';
+import { pingOutsidePool } from './ping-outside-pool.js';
 
 /**
  * Runs `SELECT 1` on a client of `datasource` and gives up the moment `signal`
  * aborts, holding nothing past it: a client still on its way is released as
  * soon as it arrives, and a running query is cancelled on the server, its
- * client released when the server stops it.
+ * client released when the server stops it. A saturated pool would make the
+ * ping queue behind the requests it reports on, and answer down for a server
+ * that serves them: it then pings on a connection of its own (see pingOutsidePool()).
  */
 export async function ping(datasource: Datasource, signal: AbortSignal): Promise<void> {
   signal.throwIfAborted();
+  if (datasource.saturated) return pingOutsidePool(datasource, signal);
   const lease = await acquireUnlessAborted(datasource, signal);
   const cancel = (): void => lease.release(HUNG_UP);
   signal.addEventListener('abort', cancel, { once: true });

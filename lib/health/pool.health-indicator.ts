@@ -27,8 +27,10 @@ export class PoolHealthIndicator {
   /**
    * Up, with its response time, when a pooled client answers `SELECT 1` within
    * `timeout`; otherwise down with a short reason (`timeout of 1000ms exceeded`,
-   * `connection refused`, `authentication failed`, …). Returns Terminus'
-   * attempt, so `.withTimeout()` and `.cacheFor()` can still be chained.
+   * `connection refused`, `authentication failed`, …). With every connection
+   * of the pool in use, the ping does not queue behind the requests it reports
+   * on: it runs on a connection of its own, outside the pool, closed after.
+   * Returns Terminus' attempt, so `.withTimeout()` and `.cacheFor()` can still be chained.
    */
   pingCheck<const Key extends string>(key: Key, options: PingCheckOptions = {}): HealthCheckAttempt<Key> {
     const datasource = this.registry.get(options.name ?? DEFAULT_DATASOURCE_NAME);
@@ -78,7 +80,8 @@ export class PoolHealthIndicator {
   }
 
   /**
-   * Pings every replica of a datasource (each within `timeout`) and puts the
+   * Pings every replica of a datasource (each within `timeout`; one whose pool
+   * is saturated on a connection of its own, as `pingCheck` does) and puts the
    * ones that answer back in rotation, the others out: up when all answer,
    * degraded (HTTP 200: reads fall back to the primary) when some or all do
    * not, each replica listed by name with its state. Up, with no list, for a

@@ -1,5 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { AbstractHttpAdapter } from '@nestjs/core';
+import type { RoutedRequest } from '../connection/scope-holder.js';
 import { runInRequestScope } from './request-scope.js';
 
 type RequestHook = (request: unknown, response: unknown, done: () => void) => void;
@@ -35,9 +36,10 @@ export function scopeRequests(adapter: AbstractHttpAdapter): boolean {
 }
 
 const expressHook: RequestHook = (request, response, done) => {
-  runInRequestScope(request as IncomingMessage, response as ServerResponse, done);
+  runInRequestScope(request as RoutedRequest, response as ServerResponse, done);
 };
 
+// The scope holds Fastify's request rather than the Node one: it alone knows the route matched (see describeHolder()).
 const fastifyHook: RequestHook = (request, reply, done) => {
-  runInRequestScope((request as { raw: IncomingMessage }).raw, (reply as { raw: ServerResponse }).raw, done);
+  runInRequestScope(request as RoutedRequest, (reply as { raw: ServerResponse }).raw, done);
 };

@@ -1,8 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { ConnectionScope } from '../connection/connection-scope.js';
 import { runInContext } from '../context/request-context.js';
 import { PoolUnavailableError } from '../pool.errors.js';
-import type { ScopeHolder } from '../connection/scope-holder.js';
+import type { RoutedRequest, ScopeHolder } from '../connection/scope-holder.js';
 
 /** Seconds an HTTP client is told to wait (Retry-After) when no connection could be had. */
 const RETRY_AFTER_SECONDS = 1;
@@ -51,7 +51,7 @@ export function scopeOf(response: unknown): HttpRequestScope | undefined {
  * queries cancelled) when the client hung up first. The response's 'close'
  * comes in both cases, so no client outlives its request.
  */
-export function runInRequestScope<T>(request: IncomingMessage, response: ServerResponse, next: () => T): T {
+export function runInRequestScope<T>(request: RoutedRequest, response: ServerResponse, next: () => T): T {
   const scope = new HttpRequestScope(request, response);
   response.once('close', () => {
     if (response.writableFinished) scope.close();
