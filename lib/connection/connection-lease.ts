@@ -311,7 +311,7 @@ export class ConnectionLease implements RawClientOwner {
       this.run<R>(input, values, (error, result) => {
         // Before the client may go back: a broken one must be marked so first.
         if (error) this.noteBroken(error);
-        else if (!(input instanceof SettingsStatement)) this.noteCommands(result, input);
+        else if (this.settings === undefined || !(input instanceof SettingsStatement)) this.noteCommands(result, input);
         const ended = (): void => {
           const outcome = error ? this.outcomeOf(error) : undefined;
           this.queryEnded(releaseAfter);
@@ -338,10 +338,10 @@ export class ConnectionLease implements RawClientOwner {
   private run<R extends QueryResultRow>(input: QueryInput, values: readonly unknown[] | undefined, callback: PgCallback<R>): void {
     const settings = this.settings;
     const carry = settings !== undefined && this.policy.settingsPerTransaction && !isInTransaction(this.client) ? carryingSettings(input) : 'none';
-    if (input instanceof SettingsStatement) {
-      return void this.client.query<R>(input, (error, result) => callback(error && this.settingsFailed(error), result));
-    }
     if (carry === 'none') {
+      if (settings !== undefined && input instanceof SettingsStatement) {
+        return void this.client.query<R>(input, (error, result) => callback(error && this.settingsFailed(error), result));
+      }
       // pg takes (config, values, callback) as well as (text, values, callback); its typings only the latter.
       return void this.client.query<R>(input as string, values as unknown[], callback);
     }
