@@ -6,7 +6,7 @@ import { backendStates, createTestDatabase, waitForRunningQuery, type TestDataba
 import { Deferred } from './support/deferred.js';
 import { request as httpRequest } from 'node:http';
 import { createHttpApp, listeningPort } from './support/http-app.js';
-import { expectNoOpenTransaction } from './support/transactions.js';
+import { clientsBack, expectNoOpenTransaction } from './support/transactions.js';
 
 const ACCOUNTS = 4;
 const OPENING_BALANCE = 100;
@@ -215,7 +215,7 @@ describe.each(IMPLEMENTATIONS)('the bank written with %s', (_label, service, imp
     const pid = await Transfers.hangUpStarted.promise;
     await waitForRunningQuery(db.name, pid, 'hang-up');
     hangUp();
-    await waitForClientsBack(app);
+    await clientsBack(app.get<Pool>(getPoolToken()));
     expect((await backendStates(db.name)).find((backend) => backend.pid === pid)?.state).not.toBe('active');
     await expectNoOpenTransaction(app.get<Pool>(getPoolToken()), db.name);
     expect(await balances()).toEqual(before);
@@ -233,10 +233,6 @@ describe.each(IMPLEMENTATIONS)('the bank written with %s', (_label, service, imp
   });
 });
 
-async function waitForClientsBack(app: INestApplication): Promise<void> {
-  const pool = app.get<Pool>(getPoolToken());
-  while (pool.totalCount - pool.idleCount > 0) await new Promise<void>((resolve) => pool.once('release', () => resolve()));
-}
 
 /** POSTs `body` as JSON on a connection of its own; `hangUp()` closes it before the answer. */
 async function postToHangUp(app: INestApplication, path: string, body: object): Promise<{ hangUp: () => void }> {
