@@ -12,6 +12,7 @@ import {
   NoConnectionScopeError,
   PoolConnection,
   PoolModule,
+  ReadFromReplica,
   RequestAbandonedError,
   Transactional,
   TransactionFinishedError,
@@ -86,6 +87,24 @@ class Ledger {
   }
 }
 
+const applicationName = async (db: Db): Promise<string> =>
+  (await sql<{ name: string }>`SELECT current_setting('application_name') AS name`.execute(db)).rows[0].name;
+
+/** On the datasource 'routed', whose replica is the same server under another application_name. */
+@Injectable()
+class Reports {
+  constructor(@InjectKysely('routed') private readonly db: Db) {}
+
+  @ReadFromReplica()
+  readOnReplica(): Promise<string> {
+    return applicationName(this.db);
+  }
+
+  read(): Promise<string> {
+    return applicationName(this.db);
+  }
+}
+
 @Controller()
 class KyselyController {
   constructor(
@@ -129,9 +148,20 @@ describe('Kysely on the request connection', () => {
     database = await createTestDatabase('kysely');
     app = await createHttpApp(
       {
-        imports: [PoolModule.forRoot({ ...database.options, max: 3 }), KyselyModule.forRoot({ cursor: Cursor })],
+        imports: [
+          PoolModule.forRoot({ ...database.options, max: 3 }),
+          KyselyModule.forRoot({ cursor: Cursor }),
+          PoolModule.forRoot({
+            ...database.options,
+            name: 'routed',
+            max: 1,
+            application_name: 'kysely-primary',
+            replicas: [{ ...database.options, max: 1, application_name: 'kysely-replica' }],
+          }),
+          KyselyModule.forRoot({ name: 'routed' }),
+        ],
         controllers: [KyselyController],
-        providers: [Ledger, { provide: Probe, useValue: probe }, AccountsService, AuditService, TransfersService],
+        providers: [Ledger, Reports, { provide: Probe, useValue: probe }, AccountsService, AuditService, TransfersService],
       },
       'express',
     );
@@ -168,6 +198,12 @@ describe('Kysely on the request connection', () => {
     expect(row).toEqual({ label: 'a', amount: 5 });
     const updated = await db.updateTable('entries').set({ amount: 6 }).where('id', '=', id).executeTakeFirstOrThrow();
     expect(updated.numUpdatedRows).toBe(1n);
+  });
+
+  it('routes reads under @ReadFromReplica() to a replica, as @InjectConnection() does, on the named datasource', async () => {
+    const reports = app.get(Reports);
+    expect(await reports.readOnReplica()).toBe('kysely-replica');
+    expect(await reports.read()).toBe('kysely-primary');
   });
 
   it('commits a transaction, and rolls it back when its work throws, with the error untouched', async () => {
