@@ -59,4 +59,11 @@ describe('entry points and optional peers', () => {
     expect(pkg.peerDependenciesMeta['prom-client']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['@opentelemetry/api']).toEqual({ optional: true });
   });
+
+  it('only the kysely entry loads kysely, an optional peer', () => {
+    expect(importGraph('lib/index.ts').packages).not.toContain('kysely');
+    expect(importGraph('lib/kysely/index.ts').packages).toContain('kysely');
+    expect(pkg.exports['./kysely']).toEqual({ types: './dist/kysely/index.d.ts', default: './dist/kysely/index.js' });
+    expect(pkg.peerDependenciesMeta.kysely).toEqual({ optional: true });
+  });
 });

@@ -13,10 +13,12 @@ import {
 import { APP_INTERCEPTOR, HttpAdapterHost, REQUEST } from '@nestjs/core';
 import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule, ClsService } from 'nestjs-cls';
+import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule, setRequestSettings } from '../../lib/index.js';
+import { InjectKysely, KyselyModule } from '../../lib/kysely/index.js';
 import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
@@ -63,6 +65,18 @@ class PgPoolModuleService implements QueryService {
   constructor(@InjectConnection() private readonly connection: PoolConnection) {}
   async selectOne(): Promise<unknown> {
     return (await this.connection.query(SQL)).rows[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
+}
+
+// (1) through Kysely: the same SELECT 1, built by Kysely and run on the request's connection.
+@Injectable()
+class KyselyService implements QueryService {
+  constructor(@InjectKysely() private readonly db: Kysely<unknown>) {}
+  async selectOne(): Promise<unknown> {
+    return (await sql.raw(SQL).execute(this.db)).rows[0];
   }
   selectTwice(): Promise<unknown> {
     return aroundOtherWork(() => this.selectOne());
@@ -336,6 +350,13 @@ export const EXPERIMENTS: Contender[] = [
     label: '(1) with setRequestSettings() in every request',
     pool: 'module',
     module: () => app([{ provide: QUERY_SERVICE, useClass: TenantSettingsService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+  {
+    id: 'pg-pool-module-kysely',
+    label: '(1) through Kysely (nestjs-pg-pool/kysely)',
+    pool: 'module',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: KyselyService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 }), KyselyModule.forRoot()]),
   },
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {
