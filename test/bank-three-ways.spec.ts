@@ -1,7 +1,9 @@
-import { BadRequestException, Body, Controller, HttpCode, Injectable, Post, type INestApplication, type Type } from '@nestjs/common';
+import { BadRequestException, Body, Controller, HttpCode, Injectable, Post, type DynamicModule, type INestApplication, type Type } from '@nestjs/common';
+import { sql, type Generated, type Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { afterCommit, getPoolToken, InjectConnection, PoolConnection, PoolModule, Transactional } from '../lib/index.js';
+import { InjectKysely, KyselyModule } from '../lib/kysely/index.js';
 import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
 import { request as httpRequest } from 'node:http';
@@ -118,6 +120,71 @@ export class RawTransfers extends Transfers {
   }
 }
 
+/** The bank's tables, for the query builders. */
+interface BankTables {
+  accounts: { id: number; balance: number };
+  transfers: { id: Generated<number>; source: number; target: number; amount: number; note: string };
+}
+
+/** With Kysely: its transactions are the module's, nested ones savepoints, joined by @Transactional(). */
+@Injectable()
+export class KyselyTransfers extends Transfers {
+  constructor(@InjectKysely() private readonly db: Kysely<BankTables>) {
+    super();
+  }
+
+  // Kysely's builder has no retry: the module's transaction around it retries, and Kysely's queries join it.
+  @Transactional({ isolationLevel: 'serializable', retry: { maxRetries: 2, initialDelayMs: 1 } })
+  async transfer(order: Order): Promise<Receipt> {
+    const attempt = this.attempt(order);
+    const pids: number[] = [];
+    const debited = await this.db
+      .updateTable('accounts')
+      .set((eb) => ({ balance: eb('balance', '-', order.amount) }))
+      .where('id', '=', order.from)
+      .returning(['balance', sql<number>`pg_backend_pid()`.as('pid')])
+      .executeTakeFirstOrThrow();
+    pids.push(debited.pid);
+    if (debited.balance < 0) throw new BadRequestException('insufficient funds');
+    if (order.conflictOnce && attempt === 1) await sql.raw(FORCED_CONFLICT).execute(this.db);
+    const credited = await this.db
+      .updateTable('accounts')
+      .set((eb) => ({ balance: eb('balance', '+', order.amount) }))
+      .where('id', '=', order.to)
+      .returning(sql<number>`pg_backend_pid()`.as('pid'))
+      .executeTakeFirstOrThrow();
+    pids.push(credited.pid);
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        const recorded = await trx
+          .insertInto('transfers')
+          .values({ source: order.from, target: order.to, amount: order.amount, note: this.noteFor(order) })
+          .returning(sql<number>`pg_backend_pid()`.as('pid'))
+          .executeTakeFirstOrThrow();
+        pids.push(recorded.pid);
+      })
+      .catch(() => undefined);
+    this.countCommit();
+    return { pids, attempts: attempt };
+  }
+
+  async transferSlowly(order: Order): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const { pid } = await trx
+        .updateTable('accounts')
+        .set((eb) => ({ balance: eb('balance', '-', order.amount) }))
+        .where('id', '=', order.from)
+        .returning(sql<number>`pg_backend_pid()`.as('pid'))
+        .executeTakeFirstOrThrow();
+      Transfers.hangUpStarted.resolve(pid);
+      await sql.raw(SLEEP).execute(trx);
+      await trx.updateTable('accounts').set((eb) => ({ balance: eb('balance', '+', order.amount) })).where('id', '=', order.to).execute();
+      this.countCommit();
+    });
+  }
+}
+
 /** The bank's HTTP face, the same for every implementation. */
 function controller(): Type<unknown> {
   @Controller()
@@ -141,7 +208,10 @@ function controller(): Type<unknown> {
 }
 
 /** The implementations under test: the same bank written three ways. */
-export const IMPLEMENTATIONS: Array<[string, Type<Transfers>, () => unknown[]]> = [['raw SQL', RawTransfers, () => []]];
+export const IMPLEMENTATIONS: Array<[string, Type<Transfers>, () => DynamicModule[]]> = [
+  ['raw SQL', RawTransfers, () => []],
+  ['Kysely', KyselyTransfers, () => [KyselyModule.forRoot()]],
+];
 
 describe.each(IMPLEMENTATIONS)('the bank written with %s', (_label, service, imports) => {
   let db: TestDatabase;
@@ -159,7 +229,7 @@ describe.each(IMPLEMENTATIONS)('the bank written with %s', (_label, service, imp
     );
     app = await createHttpApp(
       {
-        imports: [PoolModule.forRoot({ ...db.options, max: 4 }), ...(imports() as [])],
+        imports: [PoolModule.forRoot({ ...db.options, max: 4 }), ...imports()],
         controllers: [controller()],
         providers: [{ provide: Transfers, useClass: service }],
       },
