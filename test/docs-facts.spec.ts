@@ -98,7 +98,9 @@ describe('Supported versions (docs/getting-started.md)', () => {
     // A version beside "CI", "supported" or "tested" in one sentence; a benchmark's "Node 24" is no such claim.
     const version = String.raw`(?:Node(?:\.js)? \d\d|PostgreSQL 1\d|NestJS \d|PgBouncer 1\.)\b`;
     const claim = String.raw`(?:\bCI\b|supported|tested)`;
-    const restated = new RegExp(`${claim}[^.]*${version}|${version}[^.]*${claim}`, 'i');
+    // Or a peer's version: "`kysely` (0.29 or later", "pg 8.21".
+    const peer = Object.keys(packageJson.peerDependencies).map((name) => name.replace(/[/.]/g, '\\$&')).join('|');
+    const restated = new RegExp(`${claim}[^.]*${version}|${version}[^.]*${claim}|(?:${peer})\`? \\(?[\\^~>=]*\\d+\\.\\d+`, 'i');
     const offenders = pages
       .filter((page) => page !== 'docs/getting-started.md')
       .flatMap((page) => read(page).split('\n').filter((line) => restated.test(line)).map((line) => `${page}: ${line}`));
