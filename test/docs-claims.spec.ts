@@ -184,7 +184,7 @@ describe('messages and log lines quoted in the docs', () => {
     expect(strings.length).toBeGreaterThan(500);
   });
 
-  it('quotes only what lib/ writes: every fixed run of words of a quote is in one of its strings', () => {
+  it('quotes only what lib/ writes: each run of fixed words of a quote is made of its strings', () => {
     const missing = quotes.flatMap(({ page, quote }) =>
       fixedRuns(quote)
         .filter((run) => !madeOf(run, pieces))
@@ -193,7 +193,7 @@ describe('messages and log lines quoted in the docs', () => {
     expect(missing).toEqual([]);
   });
 
-  it('checks a run of most quotes', () => {
+  it('finds words to check in every quote', () => {
     expect(quotes.filter(({ quote }) => fixedRuns(quote).length === 0)).toEqual([]);
   });
 });
