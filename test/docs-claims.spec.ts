@@ -197,3 +197,17 @@ describe('messages and log lines quoted in the docs', () => {
     expect(quotes.filter(({ quote }) => fixedRuns(quote).length === 0)).toEqual([]);
   });
 });
+
+describe('the tests the docs name', () => {
+  // "Tested in test/x.spec.ts" is a claim too: the file (or, with `*`, one file at least) must be there.
+  const files = readdirSync(new URL('test/', root), { recursive: true, encoding: 'utf8' }).map((name) => `test/${name}`);
+  const named = ['README.md', ...readdirSync(new URL('docs/', root)).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)].flatMap(
+    (page) => [...read(page).matchAll(/`(test\/[^`\s]*)`/g)].map(([, path]) => ({ page, path: path.replace(/#.*$/, '').replace(/\/$/, '') })),
+  );
+
+  it('are in the repository', () => {
+    expect(named.length).toBeGreaterThanOrEqual(10);
+    const glob = (path: string) => new RegExp(`^${path.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}$`);
+    expect(named.filter(({ path }) => !files.some((file) => glob(path).test(file)))).toEqual([]);
+  });
+});
