@@ -42,7 +42,7 @@ export interface PoolModuleOptions extends PoolConfig {
    * in order; `'random'` spreads connections over every host that matches.
    */
   loadBalanceHosts?: LoadBalanceHosts;
-  /** How many more times the startup check (`SELECT 1`) is tried after a failure. Default 3. */
+  /** How many more times the startup check (a connection that reads the server's connection budget) is tried after a failure. Default 3. */
   retryAttempts?: number;
   /**
    * Milliseconds between two startup attempts. Default 1000. With

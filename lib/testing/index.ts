@@ -4,4 +4,4 @@
  * @module nestjs-pg-pool/testing
  */
 // Entry `nestjs-pg-pool/testing`: test tooling, kept out of the main entry.
-export { beginTestTransaction, rollbackEachTest, type RollbackEachTestOptions, type TestTransaction } from './test-transaction.js';
+export { beginTestTransaction, rollbackEachTest, type RollbackEachTestOptions, type TestHook, type TestTransaction } from './test-transaction.js';

@@ -57,14 +57,17 @@ export async function beginTestTransaction(app: INestApplicationContext, datasou
   };
 }
 
-type Hook = (fn: () => Promise<void>) => void;
+/** A test runner's `beforeEach` or `afterEach`: registers `fn` to run around each test. */
+export type TestHook = (fn: () => Promise<void>) => void;
 
 /** Where `rollbackEachTest()` registers its two hooks; the runner's globals (Jest, Vitest with globals, Mocha) by default. */
 export interface RollbackEachTestOptions {
   /** Datasource name. Default `'default'`. */
   datasource?: string;
-  beforeEach?: Hook;
-  afterEach?: Hook;
+  /** Registers a hook run before each test. Default: the runner's global `beforeEach`. */
+  beforeEach?: TestHook;
+  /** Registers a hook run after each test. Default: the runner's global `afterEach`. */
+  afterEach?: TestHook;
 }
 
 /**
@@ -73,7 +76,7 @@ export interface RollbackEachTestOptions {
  * before each test, so it may return an application made in `beforeAll`.
  */
 export function rollbackEachTest(app: () => INestApplicationContext, options: RollbackEachTestOptions = {}): void {
-  const globals = globalThis as { beforeEach?: Hook; afterEach?: Hook };
+  const globals = globalThis as { beforeEach?: TestHook; afterEach?: TestHook };
   const before = options.beforeEach ?? globals.beforeEach;
   const after = options.afterEach ?? globals.afterEach;
   if (!before || !after) throw new TypeError('rollbackEachTest() needs beforeEach and afterEach: pass them in its options');
