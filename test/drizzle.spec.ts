@@ -1,7 +1,11 @@
 import { Controller, Get, Injectable, type INestApplication, type INestApplicationContext } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { DrizzleQueryError, eq, sql, TransactionRollbackError } from 'drizzle-orm';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import { pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
@@ -11,6 +15,7 @@ import {
   PoolConnection,
   PoolModule,
   RequestAbandonedError,
+  RequestDeadline,
   Transactional,
   TransactionFinishedError,
 } from '../lib/index.js';
@@ -82,6 +87,13 @@ class DrizzleController {
     return { drizzle, connection, again };
   }
 
+  /** A query that outlasts the request's deadline. */
+  @Get('deadline')
+  @RequestDeadline(300)
+  async deadline(): Promise<void> {
+    await this.db.execute(sql`SELECT pg_sleep(30)`);
+  }
+
   /** A transaction that inserts a row, then waits on the server until the client hangs up. */
   @Get('hang-up')
   hangUp(): Promise<void> {
@@ -108,7 +120,12 @@ describe('Drizzle on the request connection', () => {
     app = await createHttpApp(
       {
         // maxUses: 1 gives every checkout a new connection: only the request's scope keeps queries on one.
-        imports: [PoolModule.forRoot({ ...database.options, max: 3, maxUses: 1 }), DrizzleModule.forRoot({ schema })],
+        imports: [
+          PoolModule.forRoot({ ...database.options, max: 3, maxUses: 1 }),
+          PoolModule.forRoot({ ...database.options, name: 'reports', max: 1 }),
+          DrizzleModule.forRoot({ schema }),
+          DrizzleModule.forRoot({ name: 'reports' }),
+        ],
         controllers: [DrizzleController],
         providers: [Steps, { provide: Probe, useValue: probe }],
       },
@@ -137,6 +154,13 @@ describe('Drizzle on the request connection', () => {
     expect(app.get(DrizzleController)['db']).toBe(db);
     expect(app.get(Steps)['db']).toBe(db);
     expect(db.$client).toBeInstanceOf(PoolConnection);
+  });
+
+  it('is a database of its own per named datasource', () => {
+    const reports = app.get<DrizzleDatabase>(getDrizzleToken('reports'));
+    expect(reports).not.toBe(db);
+    expect(reports.$client.name).toBe('reports');
+    expect(db.$client.name).toBe('default');
   });
 
   it("runs a request's queries on the request's backend, as @InjectConnection() does", async () => {
@@ -262,6 +286,39 @@ describe('Drizzle on the request connection', () => {
     });
     await expect(ended!.select().from(jobs)).rejects.toBeInstanceOf(TransactionFinishedError);
     await expect(ended!.transaction(async () => undefined)).rejects.toBeInstanceOf(TransactionFinishedError);
+  });
+
+  it("answers 504 when a Drizzle query outlasts the request's deadline, as for @InjectConnection()", async () => {
+    const response = await supertest(app.getHttpServer()).get('/deadline');
+    expect(response.status).toBe(504);
+    expect((await backendStates(database.name)).filter((b) => b.query.includes('pg_sleep') && b.state === 'active')).toEqual([]);
+  });
+
+  it("runs Drizzle's migrator in one transaction of the module: a failed migration leaves nothing", async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'npp-drizzle-migrations-'));
+    const write = (entries: Array<[tag: string, sql: string]>): void => {
+      mkdirSync(join(folder, 'meta'), { recursive: true });
+      const journal = entries.map(([tag], idx) => ({ idx, version: '7', when: 1_700_000_000_000 + idx, tag, breakpoints: true }));
+      writeFileSync(join(folder, 'meta', '_journal.json'), JSON.stringify({ version: '7', dialect: 'postgresql', entries: journal }));
+      for (const [tag, text] of entries) writeFileSync(join(folder, `${tag}.sql`), text);
+    };
+    const notes = ['0000_notes', 'CREATE TABLE notes (id serial PRIMARY KEY);\n--> statement-breakpoint\nINSERT INTO notes DEFAULT VALUES;'] as [string, string];
+    const tables = async (): Promise<string[]> =>
+      (await pool.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE tablename IN ('notes', 'half') ORDER BY 1")).rows.map((row) => row.name);
+    try {
+      // Outside a request, with maxUses: 1: only the module's transaction keeps the statements on one client.
+      write([notes, ['0001_broken', 'CREATE TABLE half (id int);\n--> statement-breakpoint\nSELECT 1/0;']]);
+      await expect(migrate(db, { migrationsFolder: folder, migrationsSchema: 'public' })).rejects.toThrow();
+      expect(await tables()).toEqual([]);
+      write([notes]);
+      await migrate(db, { migrationsFolder: folder, migrationsSchema: 'public' });
+      await migrate(db, { migrationsFolder: folder, migrationsSchema: 'public' }); // applied once
+      expect(await tables()).toEqual(['notes']);
+      expect((await pool.query('SELECT count(*)::int AS notes FROM notes')).rows).toEqual([{ notes: 1 }]);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+      await pool.query('DROP TABLE IF EXISTS notes, half, __drizzle_migrations');
+    }
   });
 
   it('rolls back a transaction whose client hung up and hands its client back', async () => {
