@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
+  getConnectionToken,
   getPoolToken,
   InjectConnection,
   InvalidTransactionOptionsError,
@@ -150,10 +151,13 @@ describe('Drizzle on the request connection', () => {
 
   const labels = async (): Promise<string[]> => (await db.select({ label: jobs.label }).from(jobs).orderBy(jobs.id)).map((row) => row.label);
 
-  it('is one instance per datasource, on its PoolConnection', () => {
+  it('is one instance per datasource, on its PoolConnection, and a twin on the connection that reads from replicas', () => {
     expect(app.get(DrizzleController)['db']).toBe(db);
     expect(app.get(Steps)['db']).toBe(db);
-    expect(db.$client).toBeInstanceOf(PoolConnection);
+    expect(db.$client).toBe(app.get(getConnectionToken()));
+    const replica = app.get<DrizzleDatabase>(getDrizzleToken('default', { replica: true }));
+    expect(replica).not.toBe(db);
+    expect(replica.$client).toBe(app.get(getConnectionToken('default', { replica: true })));
   });
 
   it('is a database of its own per named datasource', () => {

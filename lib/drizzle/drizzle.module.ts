@@ -20,16 +20,17 @@ export class DrizzleModule {
   /**
    * Registers the Drizzle database of datasource `options.name` (default
    * `'default'`): one instance, created at bootstrap, on the datasource's
-   * `PoolConnection`. The returned module is global.
+   * `PoolConnection`, and its twin on the connection that reads from
+   * replicas (`@InjectDrizzle(name, { replica: true })`). The returned module is global.
    */
   static forRoot<TSchema extends Record<string, unknown> = Record<string, never>>(options: DrizzleModuleOptions<TSchema> = {}): DynamicModule {
     const { name = DEFAULT_DATASOURCE_NAME, ...drizzleOptions } = options;
-    const token = getDrizzleToken(name);
-    return {
-      module: DrizzleModule,
-      global: true,
-      providers: [{ provide: token, useFactory: (connection: PoolConnection) => createDrizzle(connection, drizzleOptions), inject: [getConnectionToken(name)] }],
-      exports: [token],
-    };
+    // Two databases, as there are two connections: the primary's, and the one whose reads go to replicas.
+    const providers = [{}, { replica: true }].map((routing) => ({
+      provide: getDrizzleToken(name, routing),
+      useFactory: (connection: PoolConnection) => createDrizzle(connection, drizzleOptions),
+      inject: [getConnectionToken(name, routing)],
+    }));
+    return { module: DrizzleModule, global: true, providers, exports: providers.map(({ provide }) => provide) };
   }
 }
