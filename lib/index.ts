@@ -19,6 +19,7 @@ export { PoolStatsService } from './datasource/pool-stats.service.js';
 export { POOL_STATS_BUCKETS, type DurationDistribution, type PoolStats } from './datasource/pool-stats.js';
 export { Transactional, type AsyncMethod, type AsyncMethodDecorator } from './transaction/transactional.decorator.js';
 export type { Transaction } from './transaction/transaction.js';
+export { afterCommit, type AfterCommitWork } from './transaction/after-commit.js';
 export type {
   IsolationLevel,
   Propagation,

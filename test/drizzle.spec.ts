@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import {
+  afterCommit,
   getConnectionToken,
   getPoolToken,
   InjectConnection,
@@ -215,6 +216,23 @@ describe('Drizzle on the request connection', () => {
       }),
     ).rejects.toBeInstanceOf(TransactionRollbackError);
     expect(await labels()).toEqual([]);
+  });
+
+  it('runs afterCommit() hooks registered in db.transaction() once it committed, and drops those of a rolled back savepoint', async () => {
+    const ran: Array<{ hook: string; rows: number }> = [];
+    const count = async (): Promise<number> => db.$count(jobs);
+    await db.transaction(async (tx) => {
+      await tx.insert(jobs).values({ label: 'committed' });
+      afterCommit(async () => ran.push({ hook: 'outer', rows: await count() }));
+      await tx
+        .transaction(async () => {
+          afterCommit(() => ran.push({ hook: 'undone', rows: -1 }));
+          throw new Error('undo the savepoint');
+        })
+        .catch(() => undefined);
+      expect(ran).toEqual([]);
+    });
+    expect(ran).toEqual([{ hook: 'outer', rows: 1 }]);
   });
 
   it('maps Drizzle’s config onto the transaction, and refuses an access mode it does not know', async () => {

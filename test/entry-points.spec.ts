@@ -53,7 +53,7 @@ describe('entry points and optional peers', () => {
 
   it('the drizzle entry alone loads drizzle-orm', () => {
     expect(importGraph('lib/drizzle/index.ts').packages).toContain('drizzle-orm');
-    for (const entry of ['lib/index.ts', 'lib/health/index.ts', 'lib/metrics/index.ts', 'lib/otel/index.ts']) {
+    for (const entry of ['lib/index.ts', 'lib/health/index.ts', 'lib/metrics/index.ts', 'lib/otel/index.ts', 'lib/testing/index.ts', 'lib/kysely/index.ts']) {
       expect({ entry, packages: [...importGraph(entry).packages] }).toEqual({ entry, packages: expect.not.arrayContaining(['drizzle-orm']) });
     }
   });
@@ -67,5 +67,12 @@ describe('entry points and optional peers', () => {
     expect(pkg.peerDependenciesMeta['prom-client']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['@opentelemetry/api']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['drizzle-orm']).toEqual({ optional: true });
+  });
+
+  it('only the kysely entry loads kysely, an optional peer', () => {
+    expect(importGraph('lib/index.ts').packages).not.toContain('kysely');
+    expect(importGraph('lib/kysely/index.ts').packages).toContain('kysely');
+    expect(pkg.exports['./kysely']).toEqual({ types: './dist/kysely/index.d.ts', default: './dist/kysely/index.js' });
+    expect(pkg.peerDependenciesMeta.kysely).toEqual({ optional: true });
   });
 });

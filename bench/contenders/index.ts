@@ -12,13 +12,15 @@ import {
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, HttpAdapterHost, REQUEST } from '@nestjs/core';
 import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
-import { sql } from 'drizzle-orm';
+import { sql as drizzleSql } from 'drizzle-orm';
 import { ClsModule, ClsService } from 'nestjs-cls';
+import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule, setRequestSettings } from '../../lib/index.js';
 import { DrizzleModule, InjectDrizzle, type DrizzleDatabase } from '../../lib/drizzle/index.js';
+import { InjectKysely, KyselyModule } from '../../lib/kysely/index.js';
 import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
 import { config, dbConfig, SQL } from '../config.js';
@@ -71,6 +73,18 @@ class PgPoolModuleService implements QueryService {
   }
 }
 
+// (1) through Kysely: the same SELECT 1, built by Kysely and run on the request's connection.
+@Injectable()
+class KyselyService implements QueryService {
+  constructor(@InjectKysely() private readonly db: Kysely<unknown>) {}
+  async selectOne(): Promise<unknown> {
+    return (await sql.raw(SQL).execute(this.db)).rows[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
+  }
+}
+
 // (1) for a tenant: the request's settings set first, as a guard would (see setRequestSettings()).
 @Injectable()
 class TenantSettingsService extends PgPoolModuleService {
@@ -84,7 +98,7 @@ class TenantSettingsService extends PgPoolModuleService {
 @Injectable()
 class DrizzleService implements QueryService {
   // The statement built once, as an application's query builders are: the bench measures running it.
-  private readonly statement = sql.raw(SQL);
+  private readonly statement = drizzleSql.raw(SQL);
   constructor(@InjectDrizzle() private readonly db: DrizzleDatabase) {}
   async selectOne(): Promise<unknown> {
     return (await this.db.execute(this.statement)).rows[0];
@@ -359,6 +373,13 @@ export const EXPERIMENTS: Contender[] = [
     pool: 'module',
     module: () =>
       app([{ provide: QUERY_SERVICE, useClass: DrizzleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 }), DrizzleModule.forRoot()]),
+  },
+  {
+    id: 'pg-pool-module-kysely',
+    label: '(1) through Kysely (nestjs-pg-pool/kysely)',
+    pool: 'module',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: KyselyService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 }), KyselyModule.forRoot()]),
   },
   ...experiments(() => [poolProvider, PoolEnder], SingletonPoolService),
   {

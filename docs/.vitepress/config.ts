@@ -16,6 +16,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: 'Configuration', link: '/configuration' },
       { text: 'Transactions', link: '/transactions' },
       { text: 'Drizzle ORM', link: '/drizzle' },
+      { text: 'Kysely', link: '/kysely' },
       { text: 'Multi-tenancy and RLS', link: '/multi-tenancy' },
       { text: 'Testing your app', link: '/testing' },
       { text: 'Migration', link: '/migration' },

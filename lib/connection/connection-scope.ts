@@ -7,7 +7,7 @@ import type { LeaseRecipient, LeaseSource } from './lease-source.js';
 import { isInTransaction } from './pg-client-state.js';
 import type { QueryInput } from './query-input.js';
 import type { ScopeHolder } from './scope-holder.js';
-import type { SessionSettings } from './session-settings.js';
+import { SessionSettings } from './session-settings.js';
 
 declare module '../context/request-context.js' {
   interface RequestContext {
@@ -309,12 +309,13 @@ export class ConnectionScope {
   }
 
   /**
-   * @internal Gives every client of the scope `settings` (see
-   * ConnectionLease.applySettings()), in place of earlier ones: those it holds
-   * now, after the queries already sent on them, and those it borrows later,
-   * before their first query.
+   * @internal Gives every client of the scope `values` (see
+   * ConnectionLease.applySettings()), added to earlier ones: the clients it
+   * holds now, after the queries already sent on them, and those it borrows
+   * later, before their first query.
    */
-  setSettings(settings: SessionSettings): void {
+  setSettings(values: ReadonlyMap<string, string>): void {
+    const settings = this.settings?.merged(values) ?? new SessionSettings(values);
     this.settings = settings;
     for (const lease of this.heldLeases()) lease.applySettings(settings);
   }

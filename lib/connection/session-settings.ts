@@ -21,17 +21,31 @@ export class SessionSettings {
   /** For the transaction it runs in: with literals, so that it can share one simple query with its BEGIN. */
   readonly forTransaction: string;
 
-  constructor(settings: ReadonlyMap<string, string>) {
+  constructor(
+    /** Setting name to value, `role` last (the other settings are set by the connection's own user). */
+    readonly values: ReadonlyMap<string, string>,
+  ) {
     const calls: string[] = [];
-    const values: string[] = [];
+    const bound: string[] = [];
     const literals: string[] = [];
-    for (const [name, value] of settings) {
-      calls.push(`set_config($${values.length + 1}, $${values.length + 2}, false)`);
-      values.push(name, value);
+    for (const [name, value] of values) {
+      calls.push(`set_config($${bound.length + 1}, $${bound.length + 2}, false)`);
+      bound.push(name, value);
       literals.push(`set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`);
     }
-    this.forSession = new SettingsStatement(`SELECT ${calls.join(', ')}`, values);
+    this.forSession = new SettingsStatement(`SELECT ${calls.join(', ')}`, bound);
     this.forTransaction = `SELECT ${literals.join(', ')}`;
+  }
+
+  /** These settings with `later`'s added, a value `later` names replacing this one's; the role stays last. */
+  merged(later: ReadonlyMap<string, string>): SessionSettings {
+    const values = new Map([...this.values, ...later]);
+    const role = values.get('role');
+    if (role !== undefined) {
+      values.delete('role');
+      values.set('role', role);
+    }
+    return new SessionSettings(values);
   }
 }
 

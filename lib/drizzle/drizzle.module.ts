@@ -3,7 +3,7 @@ import type { PoolConnection } from '../pool-connection.js';
 import { DEFAULT_DATASOURCE_NAME } from '../pool.constants.js';
 import { getConnectionToken } from '../pool.utils.js';
 import { createDrizzle, type DrizzleOptions } from './create-drizzle.js';
-import { getDrizzleToken } from './drizzle.decorators.js';
+import { getDrizzleToken } from './drizzle.tokens.js';
 
 /** Options of `DrizzleModule.forRoot()`. */
 export interface DrizzleModuleOptions<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleOptions<TSchema> {

@@ -1,5 +1,4 @@
 import { ConnectionScope } from '../connection/connection-scope.js';
-import { SessionSettings } from '../connection/session-settings.js';
 import { InvalidRequestSettingsError, NoConnectionScopeError } from '../pool.errors.js';
 
 /** What `setRequestSettings()` takes besides the settings. */
@@ -27,7 +26,8 @@ const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
  * client before the request's first query there and resets them before the
  * client goes to anyone else; behind a transaction-mode pooler
  * (`transactionPooling`) it sets them inside each transaction instead. A
- * later call replaces them. Work that outlives the request is refused
+ * later call adds to them: the values it names (and its role) replace the
+ * earlier ones, from the next statement on. Work that outlives the request is refused
  * rather than run without them; work in a `ConnectionScope.run()` called
  * inside the request takes them along.
  *
@@ -40,7 +40,7 @@ export function setRequestSettings(settings: Readonly<Record<string, string>>, o
   if (scope === undefined) throw new NoConnectionScopeError(undefined, 'setRequestSettings()');
   // Set on the session inside a transaction, they would be undone by its rollback, and its statements so far ran without them.
   if (scope.inTransaction) throw new InvalidRequestSettingsError('setRequestSettings() was called inside a transaction; call it before the request begins one');
-  scope.setSettings(new SessionSettings(validated));
+  scope.setSettings(validated);
 }
 
 function validateSettings(settings: Readonly<Record<string, string>>, options: RequestSettingsOptions): Map<string, string> {

@@ -4,6 +4,7 @@ import { PoolUnavailableError, TransactionPropagationError } from '../pool.error
 import { assertJoinable } from './transaction-options.js';
 import type { TransactionalOptions, TransactionOptions } from './transaction-options.interface.js';
 import { withRetries } from './transaction-retry.js';
+import { CommittedHooks } from './after-commit.js';
 import { currentTransaction, OpenTransaction, transactionTurns, type TransactionWork } from './transaction.js';
 
 /**
@@ -41,11 +42,16 @@ async function attempt<T>(datasource: Datasource, scope: ConnectionScope, option
   const lease = await scope.lease(datasource);
   // The scope ended while its client was on its way, which went back: the attempt goes where work after the end goes.
   if (lease.isReleased) return inScope(datasource, (next) => attempt(datasource, next, options, work));
+  const committed = new CommittedHooks();
+  let result: T;
   try {
-    return await transactionTurns(lease).take(() => OpenTransaction.runOn(datasource, lease, scope, options, work));
+    result = await transactionTurns(lease).take(() => OpenTransaction.runOn(datasource, lease, scope, options, work, committed));
   } finally {
     scope.transactionEnded(datasource);
   }
+  // Once the transaction's turn has ended: the hooks' queries would otherwise wait for it.
+  await committed.run((message) => datasource.warn(message));
+  return result;
 }
 
 /** `@Transactional()`: relates the call to the transaction running on `datasource` as its propagation says. */
@@ -76,12 +82,16 @@ export function runWithPropagation<T>(
 /** A transaction on a client of its own, released when the transaction ends. */
 function runInSeparateTransaction<T>(datasource: Datasource, options: TransactionOptions, work: () => Promise<T>): Promise<T> {
   return inScope(datasource, (scope) =>
-    withRetries(options.retry, () =>
-      datasource.withLease((lease) => {
+    withRetries(options.retry, async () => {
+      const committed = new CommittedHooks();
+      const result = await datasource.withLease((lease) => {
         scope.prepare(lease);
-        return OpenTransaction.runOn(datasource, lease, scope, options, work);
-      }),
-    ).catch(
+        return OpenTransaction.runOn(datasource, lease, scope, options, work, committed);
+      });
+      // Its client is back in the pool by now.
+      await committed.run((message) => datasource.warn(message));
+      return result;
+    }).catch(
       tellWhenToRetry,
     ),
   );

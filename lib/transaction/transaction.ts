@@ -9,6 +9,7 @@ import { TransactionAbortedError, TransactionBusyError, TransactionFinishedError
 import { beginStatement, settingsOf, type TransactionSettings } from './transaction-options.js';
 import type { TransactionOptions } from './transaction-options.interface.js';
 import { allowRerun } from './transaction-retry.js';
+import type { AfterCommitWork, CommittedHooks } from './after-commit.js';
 
 declare module '../context/request-context.js' {
   interface RequestContext {
@@ -33,6 +34,11 @@ export interface Transaction {
   commit(): Promise<void>;
   /** Rolls back now (a savepoint: to where it began) without throwing; the work's result is still returned. */
   rollback(): Promise<void>;
+  /**
+   * Runs `work` once the outermost transaction commits, never after a
+   * rollback (of this savepoint or of the transaction); see `afterCommit()`.
+   */
+  afterCommit(work: AfterCommitWork): void;
 }
 
 export type TransactionWork<T> = (transaction: Transaction) => Promise<T>;
@@ -57,6 +63,8 @@ export class OpenTransaction implements Transaction {
   private succeeded = 0;
   /** `retry` was given: the application said its work may run again (see mayRunAgainAfter()). */
   private rerunsWork = false;
+  /** Hooks registered in it (and in the savepoints in it that were released), for after the outermost commit. */
+  private hooks: AfterCommitWork[] | undefined = undefined;
 
   private constructor(
     readonly source: Datasource,
@@ -64,11 +72,20 @@ export class OpenTransaction implements Transaction {
     readonly scope: ConnectionScope,
     readonly settings: TransactionSettings,
     private readonly parent?: OpenTransaction,
+    /** Given the hooks once the outermost transaction has committed; its beginner runs them (see run-transaction.ts). */
+    private readonly committed?: CommittedHooks,
   ) {}
 
-  /** Begins a transaction on `lease`, runs `work` in it and ends it (see `run`). */
-  static async runOn<T>(source: Datasource, lease: ConnectionLease, scope: ConnectionScope, options: TransactionOptions, work: TransactionWork<T>): Promise<T> {
-    const transaction = new OpenTransaction(source, lease, scope, settingsOf(options));
+  /** Begins a transaction on `lease`, runs `work` in it and ends it (see `run`); its afterCommit hooks go to `committed`. */
+  static async runOn<T>(
+    source: Datasource,
+    lease: ConnectionLease,
+    scope: ConnectionScope,
+    options: TransactionOptions,
+    work: TransactionWork<T>,
+    committed: CommittedHooks,
+  ): Promise<T> {
+    const transaction = new OpenTransaction(source, lease, scope, settingsOf(options), undefined, committed);
     transaction.rerunsWork = options.retry !== undefined;
     try {
       await lease.query(beginStatement(options));
@@ -110,10 +127,20 @@ export class OpenTransaction implements Transaction {
       await this.undo();
       throw new TransactionAbortedError(this.datasource, FAILED_PARTICIPANT);
     }
-    if (this.savepoint) return this.releaseSavepoint(this.savepoint);
+    if (this.savepoint) {
+      await this.releaseSavepoint(this.savepoint);
+      if (this.hooks) this.parent!.hooks = [...(this.parent!.hooks ?? []), ...this.hooks];
+      return;
+    }
     // PostgreSQL answers the COMMIT of a failed transaction with a ROLLBACK, not an error.
     const { command } = await this.lease.query('COMMIT');
     if (command === 'ROLLBACK') throw new TransactionAbortedError(this.datasource, FAILED_STATEMENT);
+    if (this.hooks) this.committed?.add(this.hooks);
+  }
+
+  afterCommit(work: AfterCommitWork): void {
+    this.assertActive('register an afterCommit() hook');
+    (this.hooks ??= []).push(work);
   }
 
   async rollback(): Promise<void> {

@@ -1,6 +1,11 @@
 import type { Pool } from 'pg';
 import { backendStates } from './database.js';
 
+/** Resolves once every client of `pool` is back (a hang-up's goes back once its cancel is confirmed). */
+export async function clientsBack(pool: Pool): Promise<void> {
+  while (pool.totalCount - pool.idleCount > 0) await new Promise<void>((resolve) => pool.once('release', () => resolve()));
+}
+
 /** Every client back in the pool, and no backend of `database` left inside a transaction. */
 export async function expectNoOpenTransaction(pool: Pool, database: string): Promise<void> {
   expect(pool.totalCount - pool.idleCount).toBe(0);
