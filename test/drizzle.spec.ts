@@ -21,6 +21,7 @@ import {
   Transactional,
   TransactionFinishedError,
 } from '../lib/index.js';
+import { beginTestTransaction } from '../lib/testing/index.js';
 import { DrizzleModule, getDrizzleToken, InjectDrizzle, type DrizzleDatabase, type DrizzleTransaction } from '../lib/drizzle/index.js';
 import { backendStates, createTestDatabase, waitFor, type TestDatabase } from './support/database.js';
 import { createHttpApp, requestToHangUp } from './support/http-app.js';
@@ -341,6 +342,19 @@ describe('Drizzle on the request connection', () => {
       rmSync(folder, { recursive: true, force: true });
       await pool.query('DROP TABLE IF EXISTS notes, half, __drizzle_migrations');
     }
+  });
+
+  it('runs in the test transaction of nestjs-pg-pool/testing, requests included, undone with it', async () => {
+    const test = await beginTestTransaction(app);
+    try {
+      await db.transaction((tx) => tx.insert(jobs).values({ label: 'in the test' }));
+      const { body } = await supertest(app.getHttpServer()).get('/pids').expect(200);
+      expect(body.drizzle).toBe((await seenBy(db)).pid);
+      expect(await labels()).toEqual(['in the test']);
+    } finally {
+      await test.rollback();
+    }
+    expect(await labels()).toEqual([]);
   });
 
   it('rolls back a transaction whose client hung up and hands its client back', async () => {
