@@ -39,7 +39,7 @@ import { StartupRetries } from './startup-retries.js';
 const TIMER_SLACK_MS = 1;
 
 // The startup check: proves a connection works and reads the server's budget.
-const CONNECTION_BUDGET_QUERY =
+export const CONNECTION_BUDGET_QUERY =
   "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available";
 
 // SQLSTATEs of a server that refused the credentials: invalid_password, invalid_authorization_specification.
