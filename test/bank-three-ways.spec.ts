@@ -1,8 +1,11 @@
 import { BadRequestException, Body, Controller, HttpCode, Injectable, Post, type DynamicModule, type INestApplication, type Type } from '@nestjs/common';
+import { eq, sql as drizzleSql } from 'drizzle-orm';
+import { bigint, integer, pgTable, serial, varchar } from 'drizzle-orm/pg-core';
 import { sql, type Generated, type Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { afterCommit, getPoolToken, InjectConnection, PoolConnection, PoolModule, Transactional } from '../lib/index.js';
+import { DrizzleModule, InjectDrizzle, type DrizzleDatabase, type DrizzleTransaction } from '../lib/drizzle/index.js';
 import { InjectKysely, KyselyModule } from '../lib/kysely/index.js';
 import { backendStates, createTestDatabase, waitForRunningQuery, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
@@ -185,6 +188,65 @@ export class KyselyTransfers extends Transfers {
   }
 }
 
+const accounts = pgTable('accounts', { id: integer('id').primaryKey(), balance: bigint('balance', { mode: 'number' }).notNull() });
+const transfers = pgTable('transfers', {
+  id: serial('id').primaryKey(),
+  source: integer('source').notNull(),
+  target: integer('target').notNull(),
+  amount: integer('amount').notNull(),
+  note: varchar('note', { length: 20 }).notNull(),
+});
+const bank = { accounts, transfers };
+const PID = drizzleSql<number>`pg_backend_pid()`;
+
+/** With Drizzle: db.transaction() is the module's (its config carries the retry), tx.transaction() a savepoint. */
+@Injectable()
+export class DrizzleTransfers extends Transfers {
+  constructor(@InjectDrizzle() private readonly db: DrizzleDatabase<typeof bank>) {
+    super();
+  }
+
+  transfer(order: Order): Promise<Receipt> {
+    return this.db.transaction(
+      async (tx) => {
+        const attempt = this.attempt(order);
+        const pids: number[] = [];
+        const [debited] = await this.move(tx, order.from, -order.amount);
+        pids.push(debited.pid);
+        if (debited.balance < 0) throw new BadRequestException('insufficient funds');
+        if (order.conflictOnce && attempt === 1) await tx.execute(drizzleSql.raw(FORCED_CONFLICT));
+        pids.push((await this.move(tx, order.to, order.amount))[0].pid);
+        await tx
+          .transaction(async (savepoint) => {
+            const values = { source: order.from, target: order.to, amount: order.amount, note: this.noteFor(order) };
+            pids.push((await savepoint.insert(transfers).values(values).returning({ pid: PID }))[0].pid);
+          })
+          .catch(() => undefined);
+        this.countCommit();
+        return { pids, attempts: attempt };
+      },
+      { isolationLevel: 'serializable', retry: { maxRetries: 2, initialDelayMs: 1 } },
+    );
+  }
+
+  transferSlowly(order: Order): Promise<void> {
+    return this.db.transaction(async (tx) => {
+      Transfers.hangUpStarted.resolve((await this.move(tx, order.from, -order.amount))[0].pid);
+      await tx.execute(drizzleSql.raw(SLEEP));
+      await this.move(tx, order.to, order.amount);
+      this.countCommit();
+    });
+  }
+
+  private move(tx: DrizzleTransaction<typeof bank>, account: number, amount: number): Promise<Array<{ balance: number; pid: number }>> {
+    return tx
+      .update(accounts)
+      .set({ balance: drizzleSql`${accounts.balance} + ${amount}` })
+      .where(eq(accounts.id, account))
+      .returning({ balance: accounts.balance, pid: PID });
+  }
+}
+
 /** The bank's HTTP face, the same for every implementation. */
 function controller(): Type<unknown> {
   @Controller()
@@ -211,6 +273,7 @@ function controller(): Type<unknown> {
 export const IMPLEMENTATIONS: Array<[string, Type<Transfers>, () => DynamicModule[]]> = [
   ['raw SQL', RawTransfers, () => []],
   ['Kysely', KyselyTransfers, () => [KyselyModule.forRoot()]],
+  ['Drizzle', DrizzleTransfers, () => [DrizzleModule.forRoot({ schema: bank })]],
 ];
 
 describe.each(IMPLEMENTATIONS)('the bank written with %s', (_label, service, imports) => {

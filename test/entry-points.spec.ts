@@ -51,13 +51,22 @@ describe('entry points and optional peers', () => {
     expect(importGraph('lib/metrics/index.ts').packages).not.toContain('@nestjs/terminus');
   });
 
+  it('the drizzle entry alone loads drizzle-orm', () => {
+    expect(importGraph('lib/drizzle/index.ts').packages).toContain('drizzle-orm');
+    for (const entry of ['lib/index.ts', 'lib/health/index.ts', 'lib/metrics/index.ts', 'lib/otel/index.ts', 'lib/testing/index.ts', 'lib/kysely/index.ts']) {
+      expect({ entry, packages: [...importGraph(entry).packages] }).toEqual({ entry, packages: expect.not.arrayContaining(['drizzle-orm']) });
+    }
+  });
+
   it('package.json maps the subpaths to the built entries and marks the peers optional', () => {
     expect(pkg.exports['./health']).toEqual({ types: './dist/health/index.d.ts', default: './dist/health/index.js' });
     expect(pkg.exports['./metrics']).toEqual({ types: './dist/metrics/index.d.ts', default: './dist/metrics/index.js' });
     expect(pkg.exports['./otel']).toEqual({ types: './dist/otel/index.d.ts', default: './dist/otel/index.js' });
+    expect(pkg.exports['./drizzle']).toEqual({ types: './dist/drizzle/index.d.ts', default: './dist/drizzle/index.js' });
     expect(pkg.peerDependenciesMeta['@nestjs/terminus']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['prom-client']).toEqual({ optional: true });
     expect(pkg.peerDependenciesMeta['@opentelemetry/api']).toEqual({ optional: true });
+    expect(pkg.peerDependenciesMeta['drizzle-orm']).toEqual({ optional: true });
   });
 
   it('only the kysely entry loads kysely, an optional peer', () => {

@@ -2,6 +2,8 @@ import { Controller, Get, Injectable, Post, type INestApplication } from '@nestj
 import { TerminusModule } from '@nestjs/terminus';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
+import { sql } from 'drizzle-orm';
+import { DrizzleModule, InjectDrizzle, type DrizzleDatabase, type DrizzleTransaction } from '../lib/drizzle/index.js';
 import { PoolHealthIndicator } from '../lib/health/index.js';
 import { getPoolToken, InjectConnection, PoolConnection, PoolModule, ReadFromReplica } from '../lib/index.js';
 import { waitFor } from './support/database.js';
@@ -43,9 +45,36 @@ class ItemsService {
   }
 }
 
+/** The same reads through Drizzle: its databases go through the connections above. */
+@Injectable()
+class DrizzleItems {
+  constructor(
+    @InjectDrizzle() private readonly db: DrizzleDatabase,
+    @InjectDrizzle('default', { replica: true }) private readonly replica: DrizzleDatabase,
+  ) {}
+
+  async whereReads(): Promise<{ primary: boolean; replica: boolean; marked: boolean; inTransaction: boolean }> {
+    const where = async (db: DrizzleDatabase | DrizzleTransaction): Promise<boolean> => (await db.execute<{ replica: boolean }>(sql.raw(WHERE))).rows[0].replica;
+    return {
+      primary: await where(this.db),
+      replica: await where(this.replica),
+      marked: await this.marked(where),
+      inTransaction: await this.replica.transaction((tx) => where(tx)),
+    };
+  }
+
+  @ReadFromReplica()
+  marked(where: (db: DrizzleDatabase | DrizzleTransaction) => Promise<boolean>): Promise<boolean> {
+    return where(this.db);
+  }
+}
+
 @Controller()
 class ItemsController {
-  constructor(private readonly items: ItemsService) {}
+  constructor(
+    private readonly items: ItemsService,
+    private readonly drizzleItems: DrizzleItems,
+  ) {}
 
   @Get('replica-connection')
   replicaConnection(): Promise<boolean> {
@@ -71,6 +100,11 @@ class ItemsController {
   inTransaction(): Promise<boolean> {
     return this.items.readInTransaction();
   }
+
+  @Get('drizzle')
+  drizzle(): Promise<unknown> {
+    return this.drizzleItems.whereReads();
+  }
 }
 
 describe('read replicas (own primary and streaming replica)', () => {
@@ -89,9 +123,10 @@ describe('read replicas (own primary and streaming replica)', () => {
         imports: [
           PoolModule.forRoot({ ...primary.options(), max: 4, replicas: [replica.options()], replicaRetryMillis: 100 }),
           TerminusModule.forRoot({ logger: false }),
+          DrizzleModule.forRoot(),
         ],
         controllers: [ItemsController],
-        providers: [ItemsService, PoolHealthIndicator],
+        providers: [ItemsService, DrizzleItems, PoolHealthIndicator],
       },
       'express',
     );
@@ -123,6 +158,12 @@ describe('read replicas (own primary and streaming replica)', () => {
 
   test('reads inside a transaction from the primary', async () => {
     await http().get('/in-transaction').expect(200, 'false');
+    expect(checkedOut()).toBe(0);
+  });
+
+  test("routes Drizzle's reads as the connections': its replica twin and @ReadFromReplica() to the replica, transactions to the primary", async () => {
+    const { body } = await http().get('/drizzle').expect(200);
+    expect(body).toEqual({ primary: false, replica: true, marked: true, inTransaction: false });
     expect(checkedOut()).toBe(0);
   });
 

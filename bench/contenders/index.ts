@@ -12,12 +12,14 @@ import {
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, HttpAdapterHost, REQUEST } from '@nestjs/core';
 import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
+import { sql as drizzleSql } from 'drizzle-orm';
 import { ClsModule, ClsService } from 'nestjs-cls';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { finalize, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { ConnectionScope, InjectConnection, InjectPool, PoolConnection, PoolModule, setRequestSettings } from '../../lib/index.js';
+import { DrizzleModule, InjectDrizzle, type DrizzleDatabase } from '../../lib/drizzle/index.js';
 import { InjectKysely, KyselyModule } from '../../lib/kysely/index.js';
 import { PoolTelemetryModule } from '../../lib/otel/index.js';
 import { ANSWERS } from '../../lib/scope-initializers/connection-scope.http-adapter.js';
@@ -89,6 +91,20 @@ class TenantSettingsService extends PgPoolModuleService {
   override selectOne(): Promise<unknown> {
     setRequestSettings({ 'app.tenant_id': '42' });
     return super.selectOne();
+  }
+}
+
+// (1) through Drizzle: the same statement, as Drizzle's db.execute() sends it on the scoped connection.
+@Injectable()
+class DrizzleService implements QueryService {
+  // The statement built once, as an application's query builders are: the bench measures running it.
+  private readonly statement = drizzleSql.raw(SQL);
+  constructor(@InjectDrizzle() private readonly db: DrizzleDatabase) {}
+  async selectOne(): Promise<unknown> {
+    return (await this.db.execute(this.statement)).rows[0];
+  }
+  selectTwice(): Promise<unknown> {
+    return aroundOtherWork(() => this.selectOne());
   }
 }
 
@@ -350,6 +366,13 @@ export const EXPERIMENTS: Contender[] = [
     label: '(1) with setRequestSettings() in every request',
     pool: 'module',
     module: () => app([{ provide: QUERY_SERVICE, useClass: TenantSettingsService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 })]),
+  },
+  {
+    id: 'pg-pool-module-drizzle',
+    label: '(1) through Drizzle (nestjs-pg-pool/drizzle)',
+    pool: 'module',
+    module: () =>
+      app([{ provide: QUERY_SERVICE, useClass: DrizzleService }], [PoolModule.forRoot({ ...poolConfig(), retryAttempts: 0 }), DrizzleModule.forRoot()]),
   },
   {
     id: 'pg-pool-module-kysely',

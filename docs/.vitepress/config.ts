@@ -15,6 +15,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: 'Concepts', link: '/concepts' },
       { text: 'Configuration', link: '/configuration' },
       { text: 'Transactions', link: '/transactions' },
+      { text: 'Drizzle ORM', link: '/drizzle' },
       { text: 'Kysely', link: '/kysely' },
       { text: 'Multi-tenancy and RLS', link: '/multi-tenancy' },
       { text: 'Testing your app', link: '/testing' },

@@ -49,7 +49,9 @@ export async function withRetries<T>(retry: TransactionRetryOptions | undefined,
 }
 
 function isRetryable(error: unknown): boolean {
-  return error instanceof DatabaseError && error.code !== undefined && RETRYABLE_SQLSTATES.has(error.code);
+  // An ORM may wrap pg's error in its own (Drizzle's DrizzleQueryError): the server's answer is its cause.
+  const failure = error instanceof Error && !(error instanceof DatabaseError) ? error.cause : error;
+  return failure instanceof DatabaseError && failure.code !== undefined && RETRYABLE_SQLSTATES.has(failure.code);
 }
 
 function backoffMs(retry: TransactionRetryOptions, failures: number): number {
