@@ -3,7 +3,9 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Pool } from 'pg';
 import supertest from 'supertest';
 import { ConnectionScope, getConnectionToken, getPoolToken, InjectConnection, InjectPool, PoolConnection, PoolModule, Transactional } from '../lib/index.js';
+import { InjectKysely, KyselyModule } from '../lib/kysely/index.js';
 import { beginTestTransaction, rollbackEachTest } from '../lib/testing/index.js';
+import type { Kysely } from 'kysely';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { itWhenInjectLoads } from './support/fastify-inject.js';
 import { createHttpApp } from './support/http-app.js';
@@ -15,7 +17,13 @@ class Notes {
   constructor(
     @InjectConnection() private readonly connection: PoolConnection,
     @InjectPool() private readonly pool: Pool,
+    @InjectKysely() private readonly db: Kysely<{ notes: { body: string } }>,
   ) {}
+
+  /** Through Kysely: a transaction of its own, hence a savepoint of the test's. */
+  async addThroughKysely(body: string): Promise<void> {
+    await this.db.transaction().execute((trx) => trx.insertInto('notes').values({ body }).execute());
+  }
 
   async count(): Promise<number> {
     return (await this.connection.query<{ n: number }>('SELECT count(*)::int AS n FROM notes')).rows[0].n;
@@ -95,6 +103,7 @@ const WRITES: Array<[string, (app: INestApplication, notes: Notes, n: number) =>
   ['@Transactional() outside a request', (_app, notes, n) => ConnectionScope.run(() => notes.addInTransaction(`service-${n}`))],
   ['@InjectPool() pool.query', (_app, notes, n) => notes.addThroughPool(`pool-${n}`)],
   ['the raw client with its own BEGIN and COMMIT', (_app, notes, n) => ConnectionScope.run(() => notes.addThroughRawClient(`raw-${n}`))],
+  ['a Kysely transaction', (_app, notes, n) => notes.addThroughKysely(`kysely-${n}`)],
 ];
 
 describe('nestjs-pg-pool/testing: each test in a transaction rolled back at its end', () => {
@@ -108,7 +117,10 @@ describe('nestjs-pg-pool/testing: each test in a transaction rolled back at its 
     db = await createTestDatabase('testing');
     await db.query('CREATE TABLE notes (body text PRIMARY KEY)');
     await db.query("INSERT INTO notes VALUES ('seed 1'), ('seed 2')");
-    app = await createHttpApp({ imports: [PoolModule.forRoot({ ...db.options, max: 4 })], controllers: [NotesController], providers: [Notes] }, 'express');
+    app = await createHttpApp(
+      { imports: [PoolModule.forRoot({ ...db.options, max: 4 }), KyselyModule.forRoot()], controllers: [NotesController], providers: [Notes] },
+      'express',
+    );
     notes = app.get(Notes);
   });
 
@@ -156,7 +168,7 @@ describe('nestjs-pg-pool/testing: each test in a transaction rolled back at its 
 
   itWhenInjectLoads('works on Fastify with inject(), with beginTestTransaction() called by hand', async () => {
     const fastify = (await createHttpApp(
-      { imports: [PoolModule.forRoot({ ...db.options, max: 2 })], controllers: [NotesController], providers: [Notes] },
+      { imports: [PoolModule.forRoot({ ...db.options, max: 2 }), KyselyModule.forRoot()], controllers: [NotesController], providers: [Notes] },
       'fastify',
     )) as NestFastifyApplication;
     try {
