@@ -22,6 +22,7 @@ import {
 import { TenantGuard, TENANT_ROLE } from './examples/tenant-guard.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from './support/database.js';
 import { Deferred } from './support/deferred.js';
+import { holdClient } from './support/hold-client.js';
 import { createHttpApp, listeningPort } from './support/http-app.js';
 import { startPgBouncer, type Login, type PgBouncer } from './support/pgbouncer.js';
 import { whenAvailable } from './support/services.js';
@@ -163,6 +164,16 @@ class TenantController {
       (error: unknown) => this.late.outcome.resolve(error),
     );
     return 'started';
+  }
+
+  /** Sends a query it does not await: asked for before the request ends, its client may come after. */
+  @Get('fire-and-forget')
+  fireAndForget(): string {
+    this.seen().then(
+      (seen) => this.late.outcome.resolve(seen),
+      (error: unknown) => this.late.outcome.resolve(error),
+    );
+    return 'sent';
   }
 
   /** Changes the tenant after a first query: the held client gets the new one. */
@@ -343,6 +354,18 @@ describe('request settings (setRequestSettings) for row-level security', () => {
         await tenant(app, '/tenant/unawaited?inRun=1', 'A').expect(200, 'started');
         late.go.resolve();
         expectTenant((await late.outcome.promise) as Seen, 'A');
+      });
+    });
+
+    it('runs a query asked for before the request ended, whose client came after, with the settings', async () => {
+      await withApp(options(), async (app) => {
+        const late = app.get(Late);
+        late.outcome = new Deferred();
+        // The pool's one client is held: the request's query waits for it past the request's end.
+        const held = await holdClient(app.get<PoolConnection>(getConnectionToken()));
+        await tenant(app, '/tenant/fire-and-forget', 'B').expect(200, 'sent');
+        await held.release();
+        expectTenant((await late.outcome.promise) as Seen, 'B');
       });
     });
 

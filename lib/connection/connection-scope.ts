@@ -58,7 +58,7 @@ class LeaseSlot implements LeaseRecipient {
     // `queriesAfterHangUp`). Otherwise the queries asked for before its end
     // run first (they are sent as the waiters get the client), as on a
     // client the scope held.
-    const refusal = scope.isClosed ? scope.whyRefusedAfterEnd(this.source) : scope.deadlineRefusal(this.source);
+    const refusal = scope.isClosed ? scope.whyRefusedAfterEnd(this.source, true) : scope.deadlineRefusal(this.source);
     if (refusal) {
       lease.release();
       return this.flush(refusal, undefined);
@@ -293,17 +293,19 @@ export class ConnectionScope {
   /**
    * @internal Why work of this ended scope on `source` is refused, if it is:
    * its client went back with a transaction open (a raw `BEGIN` that
-   * outlived the request, or one cut by a hang-up), or the requester hung up
-   * and the datasource refuses the abandoned request's work
-   * (`queriesAfterHangUp: 'refuse'`).
+   * outlived the request, or one cut by a hang-up), the request set
+   * settings, which work on a client of its own would run without (unless
+   * `onOwnClient`: the scope's client, given them, arrived after the end for
+   * work asked for before it), or the requester hung up and the datasource
+   * refuses the abandoned request's work (`queriesAfterHangUp: 'refuse'`).
    */
-  whyRefusedAfterEnd(source: LeaseSource): PoolError | undefined {
+  whyRefusedAfterEnd(source: LeaseSource, onOwnClient = false): PoolError | undefined {
     // Its statements would run outside the transaction they were written for, each committed on its own.
     if (this.cutTransactions?.includes(source)) {
       return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'in a transaction');
     }
     // It would run on clients without the request's settings: for row-level security, as nobody's.
-    if (this.settings) return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'with request settings');
+    if (this.settings && !onOwnClient) return this.aborted ? new RequestAbandonedError(source.name) : new ConnectionScopeClosedError(source.name, 'with request settings');
     if (!this.aborted || !source.refusesAfterHangUp) return undefined;
     return new RequestAbandonedError(source.name);
   }
