@@ -7,6 +7,7 @@ import { InjectKysely, KyselyModule } from '../lib/kysely/index.js';
 import { beginTestTransaction, rollbackEachTest } from '../lib/testing/index.js';
 import type { Kysely } from 'kysely';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { Deferred } from './support/deferred.js';
 import { itWhenInjectLoads } from './support/fastify-inject.js';
 import { createHttpApp } from './support/http-app.js';
 
@@ -157,6 +158,30 @@ describe('nestjs-pg-pool/testing: each test in a transaction rolled back at its 
       expect(answers).toHaveLength(8);
       await supertest(app.getHttpServer()).get('/notes/count').expect(200, String(SEEDED + 16));
     });
+  });
+
+  it('rolls back without waiting for work the test left running, and refuses that work', async () => {
+    const transaction = await beginTestTransaction(app);
+    const connection = app.get<PoolConnection>(getConnectionToken());
+    const gate = new Deferred();
+    const inside = new Deferred();
+    // A request's transaction the test does not await: it holds the connection's turn, then waits.
+    const left = ConnectionScope.run(() =>
+      connection.transaction(async () => {
+        await connection.query("INSERT INTO notes VALUES ('left running')");
+        inside.resolve();
+        await gate.promise;
+        await connection.query("INSERT INTO notes VALUES ('after the rollback')");
+      }),
+    );
+    await inside.promise;
+    // Another scope's statement waits for that transaction's turn.
+    const queued = ConnectionScope.run(() => connection.query('SELECT 1'));
+    await transaction.rollback();
+    await expect(queued).rejects.toThrow('the test transaction has ended');
+    gate.resolve();
+    await expect(left).rejects.toThrow('the test transaction has ended');
+    expect(await rows()).toEqual(['seed 1', 'seed 2']);
   });
 
   it('leaves the database as it found it, and every connection back in the pool', async () => {

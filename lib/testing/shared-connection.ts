@@ -4,7 +4,7 @@ import { whenReadyForQuery } from '../connection/pg-client-state.js';
 import { PoolError } from '../pool.errors.js';
 
 type Callback = (error: Error | null, result?: QueryResult | QueryResult[]) => void;
-type Task = { borrower: Borrower; run: (done: () => void) => void };
+type Task = { borrower: Borrower; run: (done: () => void) => void; refuse: (error: Error) => void };
 
 // A statement outside a transaction runs alone on the lane: one name serves them all.
 const STATEMENT_SAVEPOINT = 'npp_test_statement';
@@ -16,6 +16,10 @@ const IN_FAILED_TRANSACTION = '25P02';
 
 function undo(savepoint: string): string {
   return `ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`;
+}
+
+function ended(): PoolError {
+  return new PoolError('the test transaction has ended: its connection runs no more statements');
 }
 
 /**
@@ -48,10 +52,10 @@ export class SharedConnection {
     return new Borrower(this, ConnectionScope.current(), ++this.borrowers).client;
   }
 
-  /** Runs `run` once the lane is free and no transaction of another scope runs. */
-  enqueue(borrower: Borrower, run: (done: () => void) => void): void {
-    if (this.ended) throw new PoolError('the test transaction has ended: its connection runs no more statements');
-    this.queue.push({ borrower, run });
+  /** Runs `run` once the lane is free and no transaction of another scope runs; `refuse` if the test's transaction ends first. */
+  enqueue(borrower: Borrower, run: (done: () => void) => void, refuse: (error: Error) => void): void {
+    if (this.ended) return refuse(ended());
+    this.queue.push({ borrower, run, refuse });
     this.next();
   }
 
@@ -61,19 +65,25 @@ export class SharedConnection {
     else this.owners.splice(this.owners.lastIndexOf(borrower), 1);
   }
 
-  /** Refuses later statements once those queued have run. */
+  /**
+   * Waits for the statement running now, then refuses those still queued
+   * and any later: work the test did not await must not wait for a
+   * transaction nobody will end, nor run after the rollback.
+   */
   async end(): Promise<void> {
-    if (this.busy || this.queue.length > 0) await new Promise<void>((resolve) => this.whenIdle.push(resolve));
     this.ended = true;
+    if (this.busy) await new Promise<void>((resolve) => this.whenIdle.push(resolve));
+    for (const task of this.queue.splice(0)) task.refuse(ended());
   }
 
   private next(): void {
     if (this.busy) return;
-    const index = this.queue.findIndex((task) => this.mayRun(task.borrower));
-    if (index === -1) {
-      if (this.queue.length === 0) for (const resolve of this.whenIdle.splice(0)) resolve();
+    if (this.ended) {
+      for (const resolve of this.whenIdle.splice(0)) resolve();
       return;
     }
+    const index = this.queue.findIndex((task) => this.mayRun(task.borrower));
+    if (index === -1) return;
     const [task] = this.queue.splice(index, 1);
     this.busy = true;
     task.run(() => {
@@ -141,12 +151,15 @@ class Borrower {
     const done = (typeof values === 'function' ? values : callback) as Callback | undefined;
     const params = typeof values === 'function' ? undefined : values;
     const promise = new Promise<QueryResult | QueryResult[]>((resolve, reject) => {
-      this.lane.enqueue(this, (free) =>
-        this.run(input, params, (error, result) => {
-          free();
-          if (error) reject(error);
-          else resolve(result!);
-        }),
+      this.lane.enqueue(
+        this,
+        (free) =>
+          this.run(input, params, (error, result) => {
+            free();
+            if (error) reject(error);
+            else resolve(result!);
+          }),
+        reject,
       );
     });
     if (!done) return promise;
