@@ -26,6 +26,12 @@ interface TrackedSubmittable {
 const LISTENER_ADDERS = new Set<PropertyKey>(['on', 'addListener', 'once', 'prependListener', 'prependOnceListener']);
 const LISTENER_REMOVERS = new Set<PropertyKey>(['off', 'removeListener']);
 
+/** `client[property]` as a wrapper of the client hands it out: a method bound to the client itself. */
+export function memberOf(client: PoolClient, property: PropertyKey): unknown {
+  const value: unknown = Reflect.get(client, property, client);
+  return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(client) : value;
+}
+
 function isSubmittable(value: unknown): value is TrackedSubmittable {
   return typeof (value as { submit?: unknown } | null)?.submit === 'function';
 }
@@ -66,8 +72,7 @@ export class RawClient {
         if (Object.hasOwn(own, property)) return own[property];
         if (LISTENER_ADDERS.has(property)) return this.adder(property);
         if (LISTENER_REMOVERS.has(property)) return this.remover(property);
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        return memberOf(target, property);
       },
     });
   }

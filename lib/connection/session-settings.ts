@@ -18,8 +18,8 @@ export class SettingsStatement implements QueryConfig<string[]> {
 export class SessionSettings {
   /** For the session: one statement, its values bound (no text made from input). */
   readonly forSession: SettingsStatement;
-  /** For the transaction it runs in: with literals, so that it can share one simple query with its BEGIN. */
-  readonly forTransaction: string;
+  /** For the transaction it runs in (see forTransaction), made when first asked for: only behind a transaction-mode pooler. */
+  private transactionStatement: string | undefined = undefined;
 
   constructor(
     /** Setting name to value, `role` last (the other settings are set by the connection's own user). */
@@ -27,14 +27,17 @@ export class SessionSettings {
   ) {
     const calls: string[] = [];
     const bound: string[] = [];
-    const literals: string[] = [];
     for (const [name, value] of values) {
       calls.push(`set_config($${bound.length + 1}, $${bound.length + 2}, false)`);
       bound.push(name, value);
-      literals.push(`set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`);
     }
     this.forSession = new SettingsStatement(`SELECT ${calls.join(', ')}`, bound);
-    this.forTransaction = `SELECT ${literals.join(', ')}`;
+  }
+
+  /** For the transaction it runs in: with literals, so that it can share one simple query with its BEGIN. */
+  get forTransaction(): string {
+    this.transactionStatement ??= `SELECT ${[...this.values].map(([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`).join(', ')}`;
+    return this.transactionStatement;
   }
 
   /** These settings with `later`'s added, a value `later` names replacing this one's; the role stays last. */

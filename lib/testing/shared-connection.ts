@@ -1,6 +1,7 @@
 import { DatabaseError, type PoolClient, type QueryResult } from 'pg';
 import { ConnectionScope } from '../connection/connection-scope.js';
 import { whenReadyForQuery } from '../connection/pg-client-state.js';
+import { memberOf } from '../connection/raw-client.js';
 import { PoolError } from '../pool.errors.js';
 
 type Callback = (error: Error | null, result?: QueryResult | QueryResult[]) => void;
@@ -132,8 +133,7 @@ class Borrower {
       get: (real, property) => {
         if (Object.hasOwn(methods, property)) return methods[property];
         if (this.own.has(property)) return this.own.get(property);
-        const value: unknown = Reflect.get(real, property, real);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(real) : value;
+        return memberOf(real, property);
       },
       set: (_real, property, value) => {
         this.own.set(property, value);
