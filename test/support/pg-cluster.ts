@@ -181,8 +181,16 @@ export class PgCluster {
    * at their next statement, and servers from PostgreSQL 14 report it to them.
    */
   async setReadOnly(readOnly: boolean): Promise<void> {
-    await this.query('postgres', `ALTER SYSTEM SET default_transaction_read_only = ${readOnly ? 'on' : 'off'}`);
+    const value = readOnly ? 'on' : 'off';
+    await this.query('postgres', `ALTER SYSTEM SET default_transaction_read_only = ${value}`);
     await this.query('postgres', 'SELECT pg_reload_conf()');
+    // pg_reload_conf() only signals the postmaster. A new session is forked with
+    // the postmaster's settings, and the postmaster signals the running sessions
+    // once it has read the file: when a new session sees the value, they have been told.
+    await waitFor(async () => {
+      const { rows } = await this.query<{ value: string }>('postgres', "SELECT current_setting('default_transaction_read_only') AS value");
+      return rows[0].value === value ? true : undefined;
+    }, `default_transaction_read_only = ${value} on ${this.port}`);
   }
 
   /** Waits until no session of the server holds a transaction id: after setReadOnly(true), those begun before may still write and commit. */
