@@ -26,6 +26,11 @@ function onLeasedClientError(this: LeasedClient, error: Error): void {
   this[LEASE]?.clientFailed(error);
 }
 
+/** The lease `client` is checked out under, if the module lent it. */
+export function leaseOf(client: PoolClient): ConnectionLease | undefined {
+  return (client as LeasedClient)[LEASE];
+}
+
 /**
  * A checked-out client whose connection drops emits 'error'; with no
  * listener that kills the process (node-postgres #1611, #2635). Each client

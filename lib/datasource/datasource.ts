@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import pg, { type QueryResult, type QueryResultRow } from 'pg';
-import { ConnectionLease, watchLeasedClient, withCallerStack, type LeasePolicy } from '../connection/connection-lease.js';
+import { ConnectionLease, leaseOf, watchLeasedClient, withCallerStack, type LeasePolicy } from '../connection/connection-lease.js';
 import type { LeaseRecipient, LeaseSource } from '../connection/lease-source.js';
 import type { QueryInput } from '../connection/query-input.js';
 import type { ScopeHolder } from '../connection/scope-holder.js';
@@ -33,6 +33,7 @@ import { readHostChoice, type HostChoice } from './host-list.js';
 import { HostTargeting, targetedClientClass } from './host-targeting.js';
 import { PoolStatsRecorder } from './pool-stats.js';
 import { StartupRetries } from './startup-retries.js';
+import { WaitingList } from './waiting-list.js';
 
 // Node fires a timer up to 1 ms before its delay has passed as
 // performance.now() measures it (the event loop's clock counts whole ms).
@@ -59,7 +60,10 @@ export class Datasource implements LeaseSource {
   /** `user@host:port/database`, safe for logs. */
   readonly target: string;
   readonly stats: PoolStatsRecorder;
-  private readonly leases = new Set<ConnectionLease>();
+  /** Its open connections, which know their leases (see leaseOf()): shutdown finds the leases still out there. */
+  private readonly connections = new Set<pg.PoolClient>();
+  /** Clients lent out by this module and not yet released. */
+  private leased = 0;
   private readonly max: number;
   /** The class the pool makes its clients of (see clientOutsidePool()). */
   private readonly clientClass: typeof pg.Client;
@@ -69,7 +73,7 @@ export class Datasource implements LeaseSource {
   private readonly retireAt = new WeakMap<pg.PoolClient, number>();
   private closing: Promise<void> | undefined;
   /** The acquisitions waiting for a client, refused at once when the datasource closes. */
-  private readonly waiting = new Set<LeaseRecipient>();
+  private readonly waiting = new WaitingList<LeaseRecipient>();
   private readonly availability = new AvailabilityLog(
     (message) => this.logger.error(this.prefixed(message)),
     (message) => this.logger.warn(this.prefixed(message)),
@@ -143,7 +147,9 @@ export class Datasource implements LeaseSource {
     );
     // Once per connection rather than on every checkout: see watchLeasedClient().
     this.pool.on('connect', watchLeasedClient);
+    this.pool.on('remove', (client) => this.connections.delete(client));
     this.pool.on('connect', (client) => {
+      this.connections.add(client);
       this.availability.connected(performance.now() - (connectMillis(client) ?? 0));
       // The server answers: a startup check still retried in the background need not wait for its timer
       // (once pg-pool has handed this client out, rather than from inside its event).
@@ -156,7 +162,7 @@ export class Datasource implements LeaseSource {
 
   /** Number of clients lent out by this module and not yet released. */
   get leasedCount(): number {
-    return this.leases.size;
+    return this.leased;
   }
 
   counts(): PoolCounts {
@@ -223,7 +229,8 @@ export class Datasource implements LeaseSource {
 
   /** A lease's client is back in the pool (or closed). */
   private leaseReleased(lease: ConnectionLease): void {
-    if (this.leases.delete(lease)) this.stats.recordReleased(performance.now() - lease.acquiredAt);
+    this.leased--;
+    this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
   /** True when `client` outlived its lifetime, or its host was evicted: it must be closed, not reused. */
@@ -429,10 +436,10 @@ export class Datasource implements LeaseSource {
    * An expired connection is retired here rather than handed out, and another asked for.
    */
   private checkOut(waitStarted: number, holder: ScopeHolder | undefined, askedAt: Error | undefined, recipient: LeaseRecipient): void {
-    this.waiting.add(recipient);
+    const waiting = this.waiting.add(recipient);
     this.pool.connect((error, client) => {
       // Refused meanwhile (the datasource closed): nobody takes this client, pg-pool closes it.
-      if (!this.waiting.delete(recipient)) return client?.release();
+      if (!this.waiting.delete(waiting)) return client?.release();
       if (error || !client) return recipient.refused(this.acquireError(error, waitStarted));
       if (this.isExpired(client)) {
         client.release(new PoolError('connection retired (maximum lifetime, or its host was evicted)'));
@@ -441,7 +448,7 @@ export class Datasource implements LeaseSource {
       const lease = new ConnectionLease(this.leasePolicy, client, holder, askedAt);
       this.stats.recordAcquired(lease.acquiredAt - waitStarted);
       this.availability.served(this.pool.waitingCount);
-      this.leases.add(lease);
+      this.leased++;
       recipient.received(lease);
     });
   }
@@ -534,16 +541,15 @@ export class Datasource implements LeaseSource {
 
   private async drainAndEnd(since: number): Promise<void> {
     this.startupRetries?.stop();
-    const waiting = [...this.waiting];
-    this.waiting.clear();
-    for (const recipient of waiting) recipient.refused(new PoolClosedError(this.name));
+    for (const recipient of this.waiting.takeAll()) recipient.refused(new PoolClosedError(this.name));
     const ended = this.pool.end();
     const timeout = this.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS;
     const left = Math.max(0, timeout - (performance.now() - since));
-    if (this.leases.size > 0 && !(await settlesWithin(ended, left))) {
-      this.warn(`${this.leases.size} connection(s) still checked out after ${timeout} ms; closing them`);
+    if (this.leased > 0 && !(await settlesWithin(ended, left))) {
+      const out = [...this.connections].flatMap((client) => leaseOf(client) ?? []);
+      this.warn(`${out.length} connection(s) still checked out after ${timeout} ms; closing them`);
       const reason = new PoolError(`datasource "${this.name}" shut down`);
-      await Promise.all([...this.leases].map((lease) => lease.destroy(reason)));
+      await Promise.all(out.map((lease) => lease.destroy(reason)));
     }
     // pg-pool's end() waits for every client it lent, the module's or not (a
     // pool.connect() of @InjectPool never released, a connection still
