@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CompareRow } from './compare.js';
+import { median } from './stats.js';
 import type { BenchResults } from './report.js';
 
 /**
@@ -26,6 +27,8 @@ export interface HeadlineRow {
   cpuRatio: number;
   p99: number;
   singletonP99: number;
+  /** Median over rounds of the per-round p99 ratio to the singleton: each round's pair ran back to back. */
+  p99Ratio: number;
   /** Saturated runs: req/s × the singleton's. */
   reqRatio: number | undefined;
 }
@@ -34,18 +37,22 @@ export interface Headline {
   rows: HeadlineRow[];
   machine: string;
   date: string;
+  /** Interleaved rounds each median is taken over (the fewest of the runs'). */
+  rounds: number;
 }
 
 export function readHeadline(root = '.'): Headline {
   const rows: HeadlineRow[] = [];
   let machine = '';
   let date = '';
+  let rounds = Infinity;
   for (const run of HEADLINE_RUNS) {
     const results = JSON.parse(readFileSync(join(root, HEADLINE_DIR, run, 'latest.json'), 'utf8')) as BenchResults;
     const m = results.machine as { cpus: number; cpuModel: string; node: string; postgres: string };
     machine = `${m.cpus} vCPU ${m.cpuModel}, PostgreSQL ${m.postgres.split(' ')[0]}`;
     date = results.startedAt.slice(0, 10);
     const compare = results.compare!;
+    rounds = Math.min(rounds, compare.settings.rounds as number);
     for (const adapter of ['express', 'fastify']) {
       const find = (id: string): CompareRow | undefined => compare.rows.find((row) => row.id === id && row.adapter === adapter);
       const module = find('pg-pool-module')!;
@@ -61,11 +68,12 @@ export function readHeadline(root = '.'): Headline {
         cpuRatio: module.median.cpuRatio!,
         p99: module.median.p99,
         singletonP99: singleton.median.p99,
+        p99Ratio: median(module.samples.map((sample) => sample.p99 / singleton.samples.find((other) => other.round === sample.round)!.p99)),
         reqRatio: run.endsWith('saturated') ? (module.median.ratio ?? undefined) : undefined,
       });
     }
   }
-  return { rows, machine, date };
+  return { rows, machine, date, rounds };
 }
 
 /** `lo–hi` of `values`, to two decimals. */
@@ -78,7 +86,7 @@ export function range(values: number[]): string {
 /** The README's sentence, as the test expects it. */
 export function headlineSentence(headline: Headline): string {
   const of = (load: 'rate' | 'saturated') => headline.rows.filter((row) => row.load === load);
-  const p99 = of('rate').map((row) => row.p99 / row.singletonP99);
+  const p99 = of('rate').map((row) => row.p99Ratio);
   return (
     `costs ${range(of('rate').map((row) => row.cpuRatio))}× the server CPU per request of a singleton \`pg.Pool\` provider at a fixed 2,500 req/s ` +
     `and ${range(of('saturated').map((row) => row.cpuRatio))}× saturated (${range(of('saturated').map((row) => row.reqRatio!))}× its req/s); ` +
@@ -88,12 +96,12 @@ export function headlineSentence(headline: Headline): string {
 
 function table(headline: Headline): string {
   const lines = [
-    '| Node | load | adapter | CPU µs/req (1) | (2) | (1) × (2) | `clientHold: \'query\'` µs/req | p99 ms (1) | (2) | req/s (1) × (2) |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| Node | load | adapter | CPU µs/req (1) | (2) | (1) × (2) | `clientHold: \'query\'` µs/req | p99 ms (1) | (2) | p99 (1) × (2) | req/s (1) × (2) |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const row of headline.rows) {
     lines.push(
-      `| ${row.node} | ${row.load === 'rate' ? '2,500 req/s' : 'saturated'} | ${row.adapter} | ${row.moduleCpu.toFixed(0)} | ${row.singletonCpu.toFixed(0)} | ${row.cpuRatio.toFixed(2)}× | ${row.perQueryCpu?.toFixed(0) ?? '—'} | ${row.p99} | ${row.singletonP99} | ${row.reqRatio === undefined ? '—' : `${row.reqRatio.toFixed(2)}×`} |`,
+      `| ${row.node} | ${row.load === 'rate' ? '2,500 req/s' : 'saturated'} | ${row.adapter} | ${row.moduleCpu.toFixed(0)} | ${row.singletonCpu.toFixed(0)} | ${row.cpuRatio.toFixed(2)}× | ${row.perQueryCpu?.toFixed(0) ?? '—'} | ${row.p99} | ${row.singletonP99} | ${row.p99Ratio.toFixed(2)}× | ${row.reqRatio === undefined ? '—' : `${row.reqRatio.toFixed(2)}×`} |`,
     );
   }
   return lines.join('\n');
@@ -132,7 +140,7 @@ function chart(headline: Headline): string {
 </style>
 <rect width="100%" height="100%" fill="#ffffff"/>
 <text x="12" y="24" class="title">Server CPU per request and p99: (1) @InjectConnection(), (2) a singleton pg.Pool provider</text>
-<text x="12" y="42" class="sub">GET / → SELECT 1, 50 connections, pool of 10, medians of 3 interleaved rounds · ${headline.machine} · ${headline.date}</text>
+<text x="12" y="42" class="sub">GET / → SELECT 1, 50 connections, pool of 10, medians of ${headline.rounds} interleaved rounds · ${headline.machine} · ${headline.date}</text>
 ${body.join('\n')}
 </svg>
 `;
