@@ -10,8 +10,8 @@ export interface WaitingEntry<T> {
  * The acquisitions of a datasource waiting for a client: one added and
  * removed per request, all taken at shutdown. A doubly linked list rather
  * than a Set: a Set churned at that rate kept the in-flight requests'
- * objects alive into the old generation (about 1 MB promoted per scavenge at
- * 8,500 req/s, Node 24, `--trace-gc`, with the leases in a Set too); these
+ * objects alive into the old generation (about 1 MB promoted per scavenge,
+ * saturated, Node 24, `--trace-gc`, with the leases in a Set too); these
  * entries leave them to the young generation, like pg.Pool's own queue.
  */
 export class WaitingList<T> {
