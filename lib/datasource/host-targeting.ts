@@ -213,7 +213,22 @@ export function targetedClientClass(base: typeof pg.Client, targeting: HostTarge
     override connect(): Promise<pg.Client>;
     override connect(callback: (err: Error) => void): void;
     override connect(callback?: (err: Error) => void): Promise<pg.Client> | void {
-      const connected = targeting.connect(this, () => super.connect());
+      // pg-pool listens for 'error' only once this connect calls back; pg's own
+      // connect ends earlier. A server that ends the session in between (a
+      // failover) would emit it unheard and crash the process: it fails the connect instead.
+      let ended: Error | undefined;
+      const endedMeanwhile = (error: Error): void => void (ended ??= error);
+      this.on('error', endedMeanwhile);
+      const connected = targeting.connect(this, () => super.connect()).then(
+        () => {
+          this.removeListener('error', endedMeanwhile);
+          if (ended) throw ended;
+        },
+        (error: unknown) => {
+          this.removeListener('error', endedMeanwhile);
+          throw error;
+        },
+      );
       if (!callback) return connected.then(() => this);
       connected.then(() => (callback as (err: Error | null) => void)(null), callback);
     }

@@ -19,6 +19,8 @@ interface Link {
   upstream?: Socket;
   /** What holdingReadyForQuery() keeps of the server's stream between chunks. */
   fromServer?: { rest: Buffer; afterError: boolean };
+  /** Set once terminatingAtStartup() has sent this link's FATAL: nothing more passes. */
+  terminated?: boolean;
 }
 
 // A PostgreSQL CancelRequest: 16 bytes, its length then this code (protocol "CancelRequest").
@@ -40,6 +42,7 @@ export class TcpProxy {
   delayMillis = 0;
   private readyForQueryHold: { held: () => void; messages: Array<{ to: Socket; message: Buffer }> } | undefined;
   private cancelHold: { held: () => void; requests: Array<{ link: Link; request: Buffer }> } | undefined;
+  private terminateAtStartup = false;
 
   private constructor(
     private readonly server: Server,
@@ -128,6 +131,16 @@ export class TcpProxy {
   }
 
   /**
+   * The next connection the proxy accepts is ended by the "server" the
+   * moment its startup completes: a FATAL 57P01 (as a fast shutdown sends)
+   * right behind its first ReadyForQuery, in the same chunk, then the close.
+   * The client sees its connect succeed and its session end in one read.
+   */
+  terminateNextSessionAtStartup(): void {
+    this.terminateAtStartup = true;
+  }
+
+  /**
    * From now on, CancelRequests are held: their connection stays open and
    * nothing reaches the server until `release()` passes them on (the server
    * then acts on them and closes their connection), or `drop()` closes their
@@ -190,7 +203,12 @@ export class TcpProxy {
       if (isCancelRequest(first)) for (const resolve of this.cancelWaiters.splice(0)) resolve();
     });
     this.forward(link, link.client, upstream, (chunk) => this.holdingCancelRequest(chunk, link));
-    this.forward(link, upstream, link.client, (chunk) => this.holdingReadyForQuery(chunk, link));
+    if (this.terminateAtStartup) {
+      this.terminateAtStartup = false;
+      this.forward(link, upstream, link.client, (chunk) => terminatingAtStartup(chunk, link));
+    } else {
+      this.forward(link, upstream, link.client, (chunk) => this.holdingReadyForQuery(chunk, link));
+    }
   }
 
   /**
@@ -280,4 +298,40 @@ function isCancelRequest(chunk: Buffer): boolean {
     chunk.readInt32BE(0) === CANCEL_REQUEST_LENGTH &&
     chunk.readInt32BE(4) === CANCEL_REQUEST_CODE
   );
+}
+
+// FATAL 57P01, as PostgreSQL ends a session in a fast shutdown.
+const ADMIN_SHUTDOWN = errorResponse(['SFATAL', 'VFATAL', 'C57P01', 'Mterminating connection due to administrator command']);
+
+function errorResponse(fields: string[]): Buffer {
+  const body = Buffer.from(`${fields.join('\0')}\0\0`, 'utf8');
+  const header = Buffer.alloc(5);
+  header.write('E', 0);
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
+
+/**
+ * What of a chunk from the server passes on a link to terminate at startup
+ * (see terminateNextSessionAtStartup()): up to its first ReadyForQuery, then
+ * the FATAL; then both sockets close. Startup messages are small and come in one
+ * chunk from a local server; a chunk without the ReadyForQuery passes whole.
+ */
+function terminatingAtStartup(chunk: Buffer, link: Link): Buffer {
+  if (link.terminated) return Buffer.alloc(0);
+  let offset = 0;
+  while (offset + 5 <= chunk.length) {
+    const end = offset + 1 + chunk.readInt32BE(offset + 1);
+    if (end > chunk.length) break;
+    if (chunk[offset] === 'Z'.charCodeAt(0)) {
+      link.terminated = true;
+      setImmediate(() => {
+        link.client.end();
+        link.upstream?.destroy();
+      });
+      return Buffer.concat([chunk.subarray(0, end), ADMIN_SHUTDOWN]);
+    }
+    offset = end;
+  }
+  return chunk;
 }
