@@ -62,8 +62,6 @@ export class Datasource implements LeaseSource {
   readonly stats: PoolStatsRecorder;
   /** Its open connections, which know their leases (see leaseOf()): shutdown finds the leases still out there. */
   private readonly connections = new Set<pg.PoolClient>();
-  /** Clients lent out by this module and not yet released. */
-  private leased = 0;
   private readonly max: number;
   /** The class the pool makes its clients of (see clientOutsidePool()). */
   private readonly clientClass: typeof pg.Client;
@@ -162,7 +160,7 @@ export class Datasource implements LeaseSource {
 
   /** Number of clients lent out by this module and not yet released. */
   get leasedCount(): number {
-    return this.leased;
+    return this.stats.lentOut;
   }
 
   counts(): PoolCounts {
@@ -229,7 +227,6 @@ export class Datasource implements LeaseSource {
 
   /** A lease's client is back in the pool (or closed). */
   private leaseReleased(lease: ConnectionLease): void {
-    this.leased--;
     this.stats.recordReleased(performance.now() - lease.acquiredAt);
   }
 
@@ -448,7 +445,6 @@ export class Datasource implements LeaseSource {
       const lease = new ConnectionLease(this.leasePolicy, client, holder, askedAt);
       this.stats.recordAcquired(lease.acquiredAt - waitStarted);
       this.availability.served(this.pool.waitingCount);
-      this.leased++;
       recipient.received(lease);
     });
   }
@@ -545,7 +541,7 @@ export class Datasource implements LeaseSource {
     const ended = this.pool.end();
     const timeout = this.options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MS;
     const left = Math.max(0, timeout - (performance.now() - since));
-    if (this.leased > 0 && !(await settlesWithin(ended, left))) {
+    if (this.stats.lentOut > 0 && !(await settlesWithin(ended, left))) {
       const out = [...this.connections].flatMap((client) => leaseOf(client) ?? []);
       this.warn(`${out.length} connection(s) still checked out after ${timeout} ms; closing them`);
       const reason = new PoolError(`datasource "${this.name}" shut down`);

@@ -145,6 +145,11 @@ export class PoolStatsRecorder {
     pool.on('release', (error: Error | undefined) => void (error && this.errors++));
   }
 
+  /** Connections the module lent out and has not had back yet. */
+  get lentOut(): number {
+    return this.acquired - this.released;
+  }
+
   recordAcquired(waitMilliseconds: number): void {
     this.acquired++;
     this.acquireWait.record(waitMilliseconds);
