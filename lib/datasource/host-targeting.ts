@@ -219,16 +219,12 @@ export function targetedClientClass(base: typeof pg.Client, targeting: HostTarge
       let ended: Error | undefined;
       const endedMeanwhile = (error: Error): void => void (ended ??= error);
       this.on('error', endedMeanwhile);
-      const connected = targeting.connect(this, () => super.connect()).then(
-        () => {
-          this.removeListener('error', endedMeanwhile);
+      const connected = targeting
+        .connect(this, () => super.connect())
+        .finally(() => this.removeListener('error', endedMeanwhile))
+        .then(() => {
           if (ended) throw ended;
-        },
-        (error: unknown) => {
-          this.removeListener('error', endedMeanwhile);
-          throw error;
-        },
-      );
+        });
       if (!callback) return connected.then(() => this);
       connected.then(() => (callback as (err: Error | null) => void)(null), callback);
     }
