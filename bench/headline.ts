@@ -53,6 +53,7 @@ export function readHeadline(root = '.'): Headline {
     date = results.startedAt.slice(0, 10);
     const compare = results.compare!;
     rounds = Math.min(rounds, compare.settings.rounds as number);
+    const load = run.endsWith('saturated') ? 'saturated' : 'rate';
     for (const adapter of ['express', 'fastify']) {
       const find = (id: string): CompareRow | undefined => compare.rows.find((row) => row.id === id && row.adapter === adapter);
       const module = find('pg-pool-module')!;
@@ -60,7 +61,7 @@ export function readHeadline(root = '.'): Headline {
       rows.push({
         run,
         node: m.node,
-        load: run.endsWith('saturated') ? 'saturated' : 'rate',
+        load,
         adapter,
         moduleCpu: module.median.cpuUsPerReq!,
         singletonCpu: singleton.median.cpuUsPerReq!,
@@ -69,7 +70,7 @@ export function readHeadline(root = '.'): Headline {
         p99: module.median.p99,
         singletonP99: singleton.median.p99,
         p99Ratio: median(module.samples.map((sample) => sample.p99 / singleton.samples.find((other) => other.round === sample.round)!.p99)),
-        reqRatio: run.endsWith('saturated') ? (module.median.ratio ?? undefined) : undefined,
+        reqRatio: load === 'saturated' ? (module.median.ratio ?? undefined) : undefined,
       });
     }
   }

@@ -228,11 +228,7 @@ export class TcpProxy {
     const chunk = Buffer.concat([state.rest, received]);
     const passing: Buffer[] = [];
     let offset = 0;
-    while (offset + 5 <= chunk.length) {
-      const end = offset + 1 + chunk.readInt32BE(offset + 1);
-      if (end > chunk.length) break;
-      const message = chunk.subarray(offset, end);
-      const type = String.fromCharCode(chunk[offset]);
+    for (const { type, message, end } of messagesIn(chunk)) {
       if (type === 'Z' && state.afterError) {
         hold.messages.push({ to: link.client, message });
         hold.held();
@@ -319,19 +315,25 @@ function errorResponse(fields: string[]): Buffer {
  */
 function terminatingAtStartup(chunk: Buffer, link: Link): Buffer {
   if (link.terminated) return Buffer.alloc(0);
+  for (const { type, end } of messagesIn(chunk)) {
+    if (type !== 'Z') continue;
+    link.terminated = true;
+    setImmediate(() => {
+      link.client.end();
+      link.upstream?.destroy();
+    });
+    return Buffer.concat([chunk.subarray(0, end), ADMIN_SHUTDOWN]);
+  }
+  return chunk;
+}
+
+/** The whole protocol messages at the start of `chunk` (type byte, then a length that counts itself), each with where it ends. */
+function* messagesIn(chunk: Buffer): Generator<{ type: string; message: Buffer; end: number }> {
   let offset = 0;
   while (offset + 5 <= chunk.length) {
     const end = offset + 1 + chunk.readInt32BE(offset + 1);
-    if (end > chunk.length) break;
-    if (chunk[offset] === 'Z'.charCodeAt(0)) {
-      link.terminated = true;
-      setImmediate(() => {
-        link.client.end();
-        link.upstream?.destroy();
-      });
-      return Buffer.concat([chunk.subarray(0, end), ADMIN_SHUTDOWN]);
-    }
+    if (end > chunk.length) return;
+    yield { type: String.fromCharCode(chunk[offset]), message: chunk.subarray(offset, end), end };
     offset = end;
   }
-  return chunk;
 }
