@@ -51,13 +51,15 @@ export class ServerProcess {
    * Starts `kind` on `adapter`; with `callgrindOut`, under valgrind's callgrind
    * with its counting off until `callgrind_control -i on` (valgrind alone makes
    * node about 5 times slower, counting about 50 times). Each dump asked for by
-   * `callgrind_control -d` goes to `<callgrindOut>.<n>`.
+   * `callgrind_control -d` goes to `<callgrindOut>.<n>-<thread>`, one file per
+   * thread (`-01` is the main thread, where JavaScript runs). Threads take
+   * fair turns (see instructions.ts).
    */
   static async start(kind: string, adapter: string, options: StartOptions = {}): Promise<ServerProcess> {
     // The server profiles its measured window itself (node:inspector) when asked.
     if (config.cpuProfDir) mkdirSync(config.cpuProfDir, { recursive: true });
     const underCallgrind = options.callgrindOut
-      ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', `--callgrind-out-file=${options.callgrindOut}`, config.node] }
+      ? { execPath: 'valgrind', execArgv: ['--tool=callgrind', '-q', '--instr-atstart=no', '--separate-threads=yes', '--fair-sched=yes', `--callgrind-out-file=${options.callgrindOut}`, config.node] }
       : { execPath: config.node };
     const child = fork(here('./server.js'), [kind, adapter, ...(options.clientTimes ? [CLIENT_TIMES_FLAG] : [])], { ...underCallgrind, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const startMs = options.callgrindOut ? 600_000 : 30_000;
