@@ -53,7 +53,8 @@ export function scopeOf(response: unknown): HttpRequestScope | undefined {
  */
 export function runInRequestScope<T>(request: RoutedRequest, response: ServerResponse, next: () => T): T {
   const scope = new HttpRequestScope(request, response);
-  response.once('close', () => {
+  // on, not once: 'close' comes once, and once's wrapper and its removal cost on every request.
+  response.on('close', () => {
     if (response.writableFinished) scope.close();
     else scope.abort();
   });
