@@ -67,7 +67,7 @@ async function instructionsIn(dumpFile: string): Promise<number> {
 }
 
 // The one entry point of V8's stop-the-world collections on the thread that allocates.
-const COLLECT_GARBAGE = /^\s*([\d,]+) .*v8::internal::Heap::CollectGarbage\(v8::internal::AllocationSpace/m;
+const COLLECT_GARBAGE = /^\s*([\d,]+) \([^)]*\)\s+\S*:v8::internal::Heap::CollectGarbage\(v8::internal::AllocationSpace,/m;
 
 /** Instructions `dumpFile`'s thread spent inside the GC: the inclusive count callgrind_annotate gives `Heap::CollectGarbage`. */
 async function gcInstructionsIn(dumpFile: string): Promise<number> {
@@ -84,8 +84,8 @@ async function dumpedInstructions(out: string): Promise<{ all: number; outsideGc
   const files = (await readdir(dirname(out))).filter((file) => file.startsWith(prefix));
   if (!files.includes(`${prefix}01`)) throw new Error(`no dump of the main thread beside ${out}`);
   const counts = await Promise.all(files.map((file) => instructionsIn(join(dirname(out), file))));
-  const mainFile = join(dirname(out), `${prefix}01`);
-  const outsideGc = (await instructionsIn(mainFile)) - (await gcInstructionsIn(mainFile));
+  const main = counts[files.indexOf(`${prefix}01`)];
+  const outsideGc = main - (await gcInstructionsIn(join(dirname(out), `${prefix}01`)));
   return { all: counts.reduce((sum, n) => sum + n, 0), outsideGc };
 }
 
