@@ -26,8 +26,8 @@ import { median } from './stats.js';
  * which gives every thread its turn. What moves counts most then is the GC: with
  * V8's new space at its 128 MB, a scavenge comes every few thousand
  * requests and costs tens of millions of instructions, so a window of 2,000
- * requests holds none, one or two, and one server's count jumped from
- * 125,000 to 139,000 per request between rounds. The tie-breaker is
+ * requests holds none or one, and one server's count jumped from 127,000
+ * to 143,000 per request between rounds. The tie-breaker is
  * therefore the main thread's count outside the GC (JavaScript, V8's and
  * libuv's work for it: callgrind's inclusive count of
  * `Heap::CollectGarbage` taken off), which moves by about 1 %; the whole
